@@ -1,0 +1,471 @@
+//! The event contract between the daemon, the UI and `qtap trace` (see docs/events.md).
+//!
+//! Every frame carries a topic and an object `{ts, data}`; `Event` is the typed form of
+//! `data` and `Event::topic` its topic. Fields are added, never renamed: the schema test
+//! in `tests` below and `docs/events.md` pin the names.
+use serde::{Deserialize, Serialize};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Nanoseconds since the UNIX epoch (UTC). Serialised as RFC 3339 with nanoseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub u64);
+
+impl Timestamp {
+    pub fn now() -> Self {
+        let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        Timestamp(d.as_secs() * 1_000_000_000 + u64::from(d.subsec_nanos()))
+    }
+
+    /// Milliseconds from `self` to `later` (0 when `later` is earlier), as a float.
+    pub fn ms_until(self, later: Timestamp) -> f64 {
+        later.0.saturating_sub(self.0) as f64 / 1e6
+    }
+
+    /// RFC 3339, UTC, nanoseconds: `2026-11-24T10:00:00.123456789Z`.
+    pub fn rfc3339(self) -> String {
+        let secs = (self.0 / 1_000_000_000) as i64;
+        let nanos = self.0 % 1_000_000_000;
+        let days = secs.div_euclid(86_400);
+        let rem = secs.rem_euclid(86_400);
+        let (y, m, d) = civil_from_days(days);
+        format!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+            rem / 3600,
+            (rem % 3600) / 60,
+            rem % 60
+        )
+    }
+
+    pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {
+        // YYYY-MM-DDTHH:MM:SS[.fffffffff]Z
+        let b = s.as_bytes();
+        if b.len() < 20 || *b.last()? != b'Z' {
+            return None;
+        }
+        let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+        let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+        let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
+        let mut nanos = 0u64;
+        if b[19] == b'.' {
+            let frac = &s[20..s.len() - 1];
+            if frac.is_empty() || frac.len() > 9 || !frac.bytes().all(|c| c.is_ascii_digit()) {
+                return None;
+            }
+            nanos = frac.parse::<u64>().ok()? * 10u64.pow(9 - frac.len() as u32);
+        }
+        let days = days_from_civil(y, mo as u32, d as u32);
+        let secs = days * 86_400 + h * 3600 + mi * 60 + se;
+        Some(Timestamp(u64::try_from(secs).ok()? * 1_000_000_000 + nanos))
+    }
+}
+
+// Howard Hinnant's civil-from-days algorithm (public domain).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (i64::from(m) + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.rfc3339())
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Timestamp::parse_rfc3339(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("not an RFC 3339 UTC time: {s}")))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// this host is the client
+    Egress,
+    /// this host is the server
+    Ingress,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Container {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// docker, containerd, cri-o, podman
+    pub runtime: String,
+    /// Compose service (`com.docker.compose.service`)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Kubernetes pod (`io.kubernetes.pod.name`)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    /// Kubernetes namespace (`io.kubernetes.pod.namespace`)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// `process` in a summary.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessRef {
+    pub pid: u32,
+    pub exe: String,
+    pub name: String,
+    pub user: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TlsInfo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    /// the library that gave the plaintext (`openssl`), when one did
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub library: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BodyEncoding {
+    Utf8,
+    Base64,
+}
+
+/// A captured body. `text` is the decoded form (after Content-Encoding) when
+/// `content_encoding` was understood; `size` counts the bytes on the wire (after
+/// transfer-decoding, before content-decoding); `captured` counts what was kept.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Body {
+    pub size: u64,
+    pub captured: u64,
+    pub truncated: bool,
+    pub encoding: BodyEncoding,
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_encoding: Option<String>,
+    /// why the body could not be decoded or was not fully seen, if so
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl Body {
+    pub fn empty() -> Body {
+        Body {
+            size: 0,
+            captured: 0,
+            truncated: false,
+            encoding: BodyEncoding::Utf8,
+            text: String::new(),
+            content_encoding: None,
+            note: None,
+        }
+    }
+}
+
+pub type Headers = Vec<(String, String)>;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    pub method: String,
+    pub url: String,
+    pub scheme: String,
+    pub authority: String,
+    pub path: String,
+    pub http_version: String,
+    pub headers: Headers,
+    pub body: Body,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    pub status: u16,
+    pub reason: String,
+    pub http_version: String,
+    pub headers: Headers,
+    pub body: Body,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Timing {
+    pub start: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_sent: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_start: Option<Timestamp>,
+    pub end: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Network {
+    pub local: String,
+    pub remote: String,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+}
+
+/// One row of the list.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub id: String,
+    pub connection_id: String,
+    pub start: Timestamp,
+    pub duration_ms: f64,
+    pub direction: Direction,
+    pub method: String,
+    pub url: String,
+    pub host: String,
+    pub path: String,
+    /// absent when no response was seen (connection closed, process died)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    pub request_size: u64,
+    pub response_size: u64,
+    pub tls: bool,
+    pub process: ProcessRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<Container>,
+    /// why the exchange is incomplete, when it is (e.g. "connection closed before response")
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Transaction {
+    #[serde(flatten)]
+    pub summary: Summary,
+    pub request: Request,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<Response>,
+    pub timing: Timing,
+    pub network: Network,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HttpTransaction {
+    pub summary: Summary,
+    pub transaction: Transaction,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeStatus {
+    /// `openssl`, `syscalls`, ...
+    pub library: String,
+    pub path: String,
+    /// `attached`, `failed: <why>`, `detached`
+    pub status: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Limits {
+    /// per-body capture cap in bytes
+    pub max_body_bytes: u64,
+    /// payload bytes per kernel record
+    pub chunk_bytes: u64,
+    /// bytes captured per syscall / TLS call at most
+    pub max_bytes_per_call: u64,
+    /// frames queued per client before it is told it missed some
+    pub client_queue: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Connected {
+    pub version: String,
+    pub hostname: String,
+    pub kernel: String,
+    pub probes: Vec<ProbeStatus>,
+    pub limits: Limits,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProcessStarted {
+    pub pid: u32,
+    pub ppid: u32,
+    pub exe: String,
+    pub cmdline: Vec<String>,
+    pub user: String,
+    pub uid: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<Container>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProcessStopped {
+    pub pid: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConnectionOpened {
+    pub connection_id: String,
+    pub pid: u32,
+    pub local: String,
+    pub remote: String,
+    pub direction: Direction,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<Container>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConnectionClosed {
+    pub connection_id: String,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub duration_ms: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Dropped {
+    pub events: u64,
+    pub bytes: u64,
+    /// `ringbuf-full`, `per-call-limit`, `read-fault`, `slow-client`, `stream-gap`
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Disconnected {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Event {
+    Connected(Connected),
+    ProcessStarted(ProcessStarted),
+    ProcessStopped(ProcessStopped),
+    ConnectionOpened(ConnectionOpened),
+    ConnectionClosed(ConnectionClosed),
+    HttpTransaction(Box<HttpTransaction>),
+    Dropped(Dropped),
+    Disconnected(Disconnected),
+}
+
+pub const TOPICS: &[&str] = &[
+    "system.connected",
+    "system.disconnected",
+    "system.dropped",
+    "process.started",
+    "process.stopped",
+    "connection.opened",
+    "connection.closed",
+    "request.http_transaction",
+];
+
+impl Event {
+    pub fn topic(&self) -> &'static str {
+        match self {
+            Event::Connected(_) => "system.connected",
+            Event::Disconnected(_) => "system.disconnected",
+            Event::Dropped(_) => "system.dropped",
+            Event::ProcessStarted(_) => "process.started",
+            Event::ProcessStopped(_) => "process.stopped",
+            Event::ConnectionOpened(_) => "connection.opened",
+            Event::ConnectionClosed(_) => "connection.closed",
+            Event::HttpTransaction(_) => "request.http_transaction",
+        }
+    }
+}
+
+/// An event with its time: the `{ts, data}` object of a frame.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Envelope {
+    pub ts: Timestamp,
+    pub data: Event,
+}
+
+impl Envelope {
+    pub fn new(data: Event) -> Self {
+        Envelope { ts: Timestamp::now(), data }
+    }
+
+    /// `{"ts":…,"data":…}` on one line (SSE `data:`).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|e| {
+            format!(r#"{{"ts":"{}","data":{{"error":"cannot encode event: {e}"}}}}"#, self.ts.rfc3339())
+        })
+    }
+
+    /// `qtap trace` line: the same object with `"topic"` added.
+    pub fn to_ndjson(&self) -> String {
+        let mut v = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        if let serde_json::Value::Object(m) = &mut v {
+            m.insert("topic".into(), self.data.topic().into());
+        }
+        v.to_string()
+    }
+}
+
+/// Parses a `?topics=a,b` list; `None` means every topic. Unknown names are an error so a
+/// typo does not silently filter everything out.
+pub fn parse_topics(list: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for t in list.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        if !TOPICS.contains(&t) {
+            return Err(format!("unknown topic `{t}`; known topics: {}", TOPICS.join(", ")));
+        }
+        out.push(t.to_string());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_round_trip() {
+        let t = Timestamp(1_795_600_000_123_456_789);
+        let s = t.rfc3339();
+        assert_eq!(s, "2026-11-24T08:26:40.123456789Z");
+        assert_eq!(Timestamp::parse_rfc3339(&s), Some(t));
+        assert_eq!(Timestamp(0).rfc3339(), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(Timestamp::parse_rfc3339("2000-02-29T23:59:59Z").map(|t| t.rfc3339()),
+            Some("2000-02-29T23:59:59.000000000Z".to_string()));
+        assert_eq!(Timestamp::parse_rfc3339("garbage"), None);
+    }
+
+    #[test]
+    fn topics_parse_and_reject_unknown() {
+        assert_eq!(parse_topics("request.http_transaction, system.dropped").unwrap().len(), 2);
+        assert!(parse_topics("request.http").unwrap_err().contains("unknown topic"));
+    }
+
+    #[test]
+    fn ndjson_has_topic_ts_and_data() {
+        let e = Envelope::new(Event::Dropped(Dropped { events: 1, bytes: 2, reason: "ringbuf-full".into() }));
+        let v: serde_json::Value = serde_json::from_str(&e.to_ndjson()).unwrap();
+        assert_eq!(v["topic"], "system.dropped");
+        assert_eq!(v["data"]["reason"], "ringbuf-full");
+        assert!(v["ts"].as_str().unwrap().ends_with('Z'));
+    }
+}

@@ -1,0 +1,1 @@
+//! HTTP/1.x parsing (to be written).

@@ -1,0 +1,8 @@
+//! qtap: Chrome DevTools' Network panel for a Linux server, fed by eBPF.
+//!
+//! One module per stage of the data flow (see DESIGN.md): `capture` (kernel programs and
+//! their ring buffer) → `streams` (per-connection reassembly) → `http` (HTTP/1.x) →
+//! `attribution` (/proc) → `events` (the contract) → `hub` (fan-out, probe lifecycle) →
+//! `server` (SSE over hyper) and `cli`.
+pub mod events;
+pub mod http;
