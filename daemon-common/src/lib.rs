@@ -24,8 +24,8 @@ pub mod kind {
     pub const CLOSE: u32 = 4;
     pub const EXEC: u32 = 5;
     pub const EXIT: u32 = 6;
-    /// A TCP socket reached ESTABLISHED from SYN_RECV (server side, softirq context:
-    /// `pid` is not the owner).
+    /// A TCP socket reached ESTABLISHED from SYN_SENT or SYN_RECV (softirq context:
+    /// `pid` is not the owner); carries the full tuple.
     pub const ESTABLISHED: u32 = 7;
 }
 
@@ -129,6 +129,8 @@ pub struct ConnEvent {
     pub remote: Addr,
     /// syscall return: 0 or -EINPROGRESS for connect, the new fd for accept
     pub ret: i64,
+    /// kernel socket address (an opaque id; joins with ESTABLISHED), 0 if unknown
+    pub sk: u64,
 }
 
 /// CLOSE: final per-direction counters of a captured socket.
@@ -155,6 +157,11 @@ pub struct EstablishedEvent {
     pub header: Header,
     pub local: Addr,
     pub remote: Addr,
+    /// kernel socket address (opaque id)
+    pub sk: u64,
+    /// 2 (SYN_SENT, this host connected) or 3 (SYN_RECV, this host accepted)
+    pub old_state: u32,
+    pub _pad: u32,
 }
 
 /// Value of the `SOCKS` map, keyed by `(tgid << 32) | fd`.

@@ -446,7 +446,7 @@ mod tests {
     fn rfc3339_round_trip() {
         let t = Timestamp(1_795_600_000_123_456_789);
         let s = t.rfc3339();
-        assert_eq!(s, "2026-11-24T08:26:40.123456789Z");
+        assert_eq!(s, "2026-11-25T09:46:40.123456789Z");
         assert_eq!(Timestamp::parse_rfc3339(&s), Some(t));
         assert_eq!(Timestamp(0).rfc3339(), "1970-01-01T00:00:00.000000000Z");
         assert_eq!(Timestamp::parse_rfc3339("2000-02-29T23:59:59Z").map(|t| t.rfc3339()),

@@ -1,0 +1,182 @@
+//! read/write-family syscalls on captured sockets.
+//!
+//! Entry saves the arguments when the fd is a captured socket (one hash lookup for any
+//! other fd); exit copies what the call actually moved. A syscall made inside an
+//! `SSL_read`/`SSL_write` carries ciphertext: it is not copied, but it tells which fd the
+//! `SSL*` uses.
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use qtap_common::{direction, sock_key, sock_state, source, SslInfo};
+
+use crate::{
+    emit::{emit, emit_unseen, Meta},
+    maps::{DataArgs, DATA_ARGS, SOCKS, SSL_ARGS, SSL_FDS},
+    self_tgid,
+};
+
+const MSG_PEEK: u64 = 2;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Shape {
+    /// (fd, buf, len)
+    Buf,
+    /// (fd, buf, len, flags, ...): recvfrom/sendto
+    BufFlags,
+    /// (fd, iov, iovcnt)
+    Vec,
+    /// (fd, msghdr, flags)
+    Msg,
+    /// sendfile(out_fd, in_fd, ...): bytes we cannot see
+    Unseen,
+}
+
+#[inline(always)]
+pub(crate) fn arg(ctx: &TracePointContext, i: usize) -> u64 {
+    // SAFETY: syscall tracepoint records hold 6 u64 args from offset 16.
+    unsafe { ctx.read_at::<u64>(16 + 8 * i) }.unwrap_or(0)
+}
+
+#[inline(always)]
+pub(crate) fn ret(ctx: &TracePointContext) -> i64 {
+    // SAFETY: sys_exit_* records hold `long ret` at offset 16.
+    unsafe { ctx.read_at::<i64>(16) }.unwrap_or(-1)
+}
+
+/// Records which socket an in-flight SSL call uses (first syscall inside it).
+#[inline(always)]
+fn learn_ssl_fd(pid_tgid: u64, fd: i32) -> bool {
+    // SAFETY: map value copied out.
+    let Some(args) = (unsafe { SSL_ARGS.get(&pid_tgid) }).copied() else { return false };
+    let tgid = (pid_tgid >> 32) as u32;
+    match SSL_FDS.get_ptr_mut(&args.ssl) {
+        // SAFETY: map value pointer.
+        Some(p) => unsafe {
+            if (*p).fd != fd || (*p).tgid != tgid {
+                *p = SslInfo { tgid, fd, bytes_sent: 0, bytes_recv: 0 };
+            }
+        },
+        None => {
+            let _ = SSL_FDS.insert(&args.ssl, &SslInfo { tgid, fd, bytes_sent: 0, bytes_recv: 0 }, 0);
+        }
+    }
+    true
+}
+
+#[inline(always)]
+fn enter(ctx: &TracePointContext, dir: u8, shape: Shape) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    if tgid == self_tgid() {
+        return 0;
+    }
+    let fd = arg(ctx, 0) as i32;
+    if shape != Shape::Unseen && learn_ssl_fd(pid_tgid, fd) {
+        return 0;
+    }
+    // SAFETY: map value read.
+    let Some(s) = (unsafe { SOCKS.get(&sock_key(tgid, fd)) }) else { return 0 };
+    if s.state != sock_state::CAPTURE && s.state != sock_state::MUTE {
+        return 0;
+    }
+    let mut a = DataArgs { fd: fd as i64, buf: arg(ctx, 1), iovcnt: 0, direction: dir, _pad: [0; 7] };
+    match shape {
+        Shape::Buf => {}
+        Shape::BufFlags => {
+            // recvfrom(fd, buf, len, flags, ...): peeked bytes will be read again
+            if dir == direction::RECV && arg(ctx, 3) & MSG_PEEK != 0 {
+                return 0;
+            }
+        }
+        Shape::Vec => a.iovcnt = arg(ctx, 2),
+        Shape::Msg => {
+            if dir == direction::RECV && arg(ctx, 2) & MSG_PEEK != 0 {
+                return 0;
+            }
+            // struct msghdr: msg_iov at 16, msg_iovlen at 24
+            let msg = a.buf;
+            // SAFETY: user memory through the checked helper.
+            let iov = unsafe { bpf_probe_read_user((msg + 16) as *const u64) }.unwrap_or(0);
+            let cnt = unsafe { bpf_probe_read_user((msg + 24) as *const u64) }.unwrap_or(0);
+            if cnt == 0 {
+                return 0;
+            }
+            a.buf = iov;
+            a.iovcnt = cnt;
+        }
+        Shape::Unseen => a.iovcnt = u64::MAX - 1,
+    }
+    let _ = DATA_ARGS.insert(&pid_tgid, &a, 0);
+    0
+}
+
+#[inline(always)]
+fn exit(ctx: &TracePointContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    // SAFETY: map value copied out.
+    let Some(a) = (unsafe { DATA_ARGS.get(&pid_tgid) }).copied() else { return 0 };
+    let _ = DATA_ARGS.remove(&pid_tgid);
+    let n = ret(ctx);
+    if n <= 0 {
+        return 0;
+    }
+    let n = n as u64;
+    let tgid = (pid_tgid >> 32) as u32;
+    let Some(s) = SOCKS.get_ptr_mut(&sock_key(tgid, a.fd as i32)) else { return 0 };
+    // SAFETY: map value pointer; a socket is rarely written by two threads at once, and a
+    // race only shifts positions (seen as a gap), never memory safety.
+    let (state, pos) = unsafe {
+        let pos = if a.direction == direction::SEND { (*s).bytes_sent } else { (*s).bytes_recv };
+        if a.direction == direction::SEND {
+            (*s).bytes_sent = pos + n;
+        } else {
+            (*s).bytes_recv = pos + n;
+        }
+        ((*s).state, pos)
+    };
+    if state != sock_state::CAPTURE {
+        return 0;
+    }
+    let meta = Meta {
+        pid: tgid,
+        tid: pid_tgid as u32,
+        fd: a.fd as i32,
+        ssl: 0,
+        pos,
+        direction: a.direction,
+        source: source::SYSCALL,
+    };
+    if a.iovcnt == u64::MAX - 1 {
+        emit_unseen(&meta, n);
+    } else {
+        emit(&meta, a.buf, a.iovcnt, n);
+    }
+    0
+}
+
+macro_rules! hooks {
+    ($($enter:ident, $exit:ident, $dir:expr, $shape:expr;)*) => {$(
+        #[tracepoint]
+        pub fn $enter(ctx: TracePointContext) -> u32 {
+            enter(&ctx, $dir, $shape)
+        }
+        #[tracepoint]
+        pub fn $exit(ctx: TracePointContext) -> u32 {
+            exit(&ctx)
+        }
+    )*};
+}
+
+hooks! {
+    sys_enter_read, sys_exit_read, direction::RECV, Shape::Buf;
+    sys_enter_recvfrom, sys_exit_recvfrom, direction::RECV, Shape::BufFlags;
+    sys_enter_readv, sys_exit_readv, direction::RECV, Shape::Vec;
+    sys_enter_recvmsg, sys_exit_recvmsg, direction::RECV, Shape::Msg;
+    sys_enter_write, sys_exit_write, direction::SEND, Shape::Buf;
+    sys_enter_sendto, sys_exit_sendto, direction::SEND, Shape::BufFlags;
+    sys_enter_writev, sys_exit_writev, direction::SEND, Shape::Vec;
+    sys_enter_sendmsg, sys_exit_sendmsg, direction::SEND, Shape::Msg;
+    sys_enter_sendfile64, sys_exit_sendfile64, direction::SEND, Shape::Unseen;
+}

@@ -1,0 +1,91 @@
+//! Maps shared by the hook families, and the per-thread argument records.
+use aya_ebpf::{
+    macros::map,
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+};
+use qtap_common::{drop_reason, Addr, DataEvent, SockInfo, SslInfo};
+
+/// Default ring size; the loader may resize it (`--ring-buffer-mib`).
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(32 * 1024 * 1024, 0);
+
+/// Per-CPU scratch record: large records are built here, never on the 512-byte stack.
+#[map]
+pub static SCRATCH: PerCpuArray<DataEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// Drop counters, indexed by `drop_reason::*`.
+#[map]
+pub static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(drop_reason::COUNT, 0);
+
+/// (tgid << 32 | fd) → what to do with that socket. Filled by connect/accept, by user
+/// space for sockets that existed before attach, emptied by close.
+#[map]
+pub static SOCKS: LruHashMap<u64, SockInfo> = LruHashMap::with_max_entries(65_536, 0);
+
+/// `SSL*` → the socket it reads and writes, and per-direction plaintext counters.
+#[map]
+pub static SSL_FDS: LruHashMap<u64, SslInfo> = LruHashMap::with_max_entries(65_536, 0);
+
+/// Arguments of a read/write-family syscall in flight, by pid_tgid.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct DataArgs {
+    pub fd: i64,
+    /// buffer, or the iovec array for vectored calls
+    pub buf: u64,
+    /// 0 for a plain buffer, else the iovec count
+    pub iovcnt: u64,
+    pub direction: u8,
+    pub _pad: [u8; 7],
+}
+
+#[map]
+pub static DATA_ARGS: HashMap<u64, DataArgs> = HashMap::with_max_entries(16_384, 0);
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ConnectArgs {
+    pub fd: i64,
+    pub remote: Addr,
+    pub local: Addr,
+    pub sk: u64,
+}
+
+#[map]
+pub static CONNECT_ARGS: HashMap<u64, ConnectArgs> = HashMap::with_max_entries(16_384, 0);
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct AcceptArgs {
+    pub sockaddr: u64,
+}
+
+#[map]
+pub static ACCEPT_ARGS: HashMap<u64, AcceptArgs> = HashMap::with_max_entries(16_384, 0);
+
+/// socket(): (family << 32) | type, by pid_tgid.
+#[map]
+pub static SOCKET_ARGS: HashMap<u64, u64> = HashMap::with_max_entries(16_384, 0);
+
+/// An SSL_read/SSL_write call in flight on a thread.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SslArgs {
+    pub ssl: u64,
+    pub buf: u64,
+    /// `size_t *` of the `_ex` variants (bytes done), 0 for the plain ones
+    pub ex_len: u64,
+    pub direction: u8,
+    pub _pad: [u8; 7],
+}
+
+#[map]
+pub static SSL_ARGS: HashMap<u64, SslArgs> = HashMap::with_max_entries(16_384, 0);
+
+#[inline(always)]
+pub fn count_drop(reason: u32, n: u64) {
+    if let Some(p) = DROPS.get_ptr_mut(reason) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU while we run.
+        unsafe { *p += n };
+    }
+}

@@ -1,0 +1,111 @@
+//! OpenSSL (and API-compatible BoringSSL/LibreSSL) plaintext: `SSL_write`, `SSL_read`
+//! and their `_ex` forms. Entry saves (ssl, buf) per thread; the syscall inside the call
+//! tells the fd (see `data`); the return probe copies what the call moved.
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
+    macros::{uprobe, uretprobe},
+    programs::{ProbeContext, RetProbeContext},
+};
+use qtap_common::{direction, source, SslInfo};
+
+use crate::{
+    emit::{emit, Meta},
+    maps::{SslArgs, SSL_ARGS, SSL_FDS},
+    self_tgid,
+};
+
+#[inline(always)]
+fn enter(ctx: &ProbeContext, dir: u8, ex: bool) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if (pid_tgid >> 32) as u32 == self_tgid() {
+        return 0;
+    }
+    let ssl: u64 = ctx.arg(0).unwrap_or(0);
+    let buf: u64 = ctx.arg(1).unwrap_or(0);
+    let ex_len: u64 = if ex { ctx.arg(3).unwrap_or(0) } else { 0 };
+    if ssl == 0 || buf == 0 {
+        return 0;
+    }
+    let a = SslArgs { ssl, buf, ex_len, direction: dir, _pad: [0; 7] };
+    let _ = SSL_ARGS.insert(&pid_tgid, &a, 0);
+    0
+}
+
+#[inline(always)]
+fn exit(ctx: &RetProbeContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    // SAFETY: map value copied out.
+    let Some(a) = (unsafe { SSL_ARGS.get(&pid_tgid) }).copied() else { return 0 };
+    let _ = SSL_ARGS.remove(&pid_tgid);
+    let r: u64 = ctx.ret();
+    // int return value: only the low 32 bits are defined
+    let r = r as u32 as i32;
+    let n: u64 = if a.ex_len != 0 {
+        if r != 1 {
+            return 0;
+        }
+        // SAFETY: user memory through the checked helper.
+        unsafe { bpf_probe_read_user(a.ex_len as *const u64) }.unwrap_or(0)
+    } else if r > 0 {
+        r as u64
+    } else {
+        return 0;
+    };
+    if n == 0 {
+        return 0;
+    }
+    let tgid = (pid_tgid >> 32) as u32;
+    let (fd, pos) = match SSL_FDS.get_ptr_mut(&a.ssl) {
+        // SAFETY: map value pointer (see `data::exit` on races).
+        Some(p) => unsafe {
+            if (*p).tgid != tgid {
+                *p = SslInfo { tgid, fd: -1, bytes_sent: 0, bytes_recv: 0 };
+            }
+            let pos = if a.direction == direction::SEND { (*p).bytes_sent } else { (*p).bytes_recv };
+            if a.direction == direction::SEND {
+                (*p).bytes_sent = pos + n;
+            } else {
+                (*p).bytes_recv = pos + n;
+            }
+            ((*p).fd, pos)
+        },
+        None => {
+            let mut info = SslInfo { tgid, fd: -1, bytes_sent: 0, bytes_recv: 0 };
+            if a.direction == direction::SEND {
+                info.bytes_sent = n;
+            } else {
+                info.bytes_recv = n;
+            }
+            let _ = SSL_FDS.insert(&a.ssl, &info, 0);
+            (-1, 0)
+        }
+    };
+    let meta = Meta { pid: tgid, tid: pid_tgid as u32, fd, ssl: a.ssl, pos, direction: a.direction, source: source::OPENSSL };
+    emit(&meta, a.buf, 0, n);
+    0
+}
+
+#[uprobe]
+pub fn ssl_write(ctx: ProbeContext) -> u32 {
+    enter(&ctx, direction::SEND, false)
+}
+
+#[uprobe]
+pub fn ssl_write_ex(ctx: ProbeContext) -> u32 {
+    enter(&ctx, direction::SEND, true)
+}
+
+#[uprobe]
+pub fn ssl_read(ctx: ProbeContext) -> u32 {
+    enter(&ctx, direction::RECV, false)
+}
+
+#[uprobe]
+pub fn ssl_read_ex(ctx: ProbeContext) -> u32 {
+    enter(&ctx, direction::RECV, true)
+}
+
+#[uretprobe]
+pub fn ssl_ret(ctx: RetProbeContext) -> u32 {
+    exit(&ctx)
+}

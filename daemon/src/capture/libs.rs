@@ -1,0 +1,124 @@
+//! Finding the TLS libraries to probe: every distinct libssl file on the host's standard
+//! library paths and mapped by any process (a container's own copy is reached through
+//! `/proc/PID/root`). Files are told apart by (device, inode), so each is probed once.
+use std::collections::HashSet;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// A library file found on this host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LibFile {
+    /// path to open from the daemon (`/proc/PID/root/...` for another mount namespace)
+    pub open_path: PathBuf,
+    /// path as the process sees it
+    pub shown_path: String,
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// Host directories where distributions put libssl.
+pub const STANDARD_DIRS: &[&str] = &[
+    "/usr/lib/x86_64-linux-gnu",
+    "/lib/x86_64-linux-gnu",
+    "/usr/lib/aarch64-linux-gnu",
+    "/lib/aarch64-linux-gnu",
+    "/usr/lib64",
+    "/lib64",
+    "/usr/lib",
+    "/lib",
+    "/usr/local/lib",
+    "/usr/local/lib64",
+    "/usr/local/ssl/lib",
+    "/usr/local/ssl/lib64",
+];
+
+/// `libssl.so`, `libssl.so.3`, `libssl.so.1.1`, `libssl-abc123.so.3` (vendored wheels).
+pub fn is_libssl_name(name: &str) -> bool {
+    name.starts_with("libssl") && name.contains(".so") && !name.ends_with(".a")
+}
+
+fn lib_file(open_path: PathBuf, shown_path: String) -> Option<LibFile> {
+    let md = std::fs::metadata(&open_path).ok()?;
+    if !md.is_file() {
+        return None;
+    }
+    Some(LibFile { open_path, shown_path, dev: md.dev(), ino: md.ino() })
+}
+
+/// libssl files in the standard directories of the host.
+pub fn scan_standard_dirs() -> Vec<LibFile> {
+    let mut out = Vec::new();
+    for dir in STANDARD_DIRS {
+        let Ok(rd) = std::fs::read_dir(dir) else { continue };
+        for e in rd.flatten() {
+            let name = e.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if is_libssl_name(name) {
+                let p = Path::new(dir).join(name);
+                let shown = p.display().to_string();
+                if let Some(f) = lib_file(p, shown) {
+                    out.push(f);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Paths of libssl files in a `/proc/PID/maps` text.
+pub fn libssl_paths_in_maps(maps: &str) -> Vec<String> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for line in maps.lines() {
+        // address perms offset dev inode path
+        let Some(path) = line.splitn(6, ' ').nth(5).map(str::trim) else { continue };
+        if !path.starts_with('/') || path.ends_with(" (deleted)") {
+            continue;
+        }
+        let name = path.rsplit('/').next().unwrap_or("");
+        if is_libssl_name(name) && seen.insert(path.to_string()) {
+            out.push(path.to_string());
+        }
+    }
+    out
+}
+
+/// libssl files mapped by `pid`, opened through its root.
+pub fn scan_pid(proc_root: &Path, pid: u32) -> Vec<LibFile> {
+    let base = proc_root.join(pid.to_string());
+    let Ok(maps) = std::fs::read_to_string(base.join("maps")) else { return Vec::new() };
+    libssl_paths_in_maps(&maps)
+        .into_iter()
+        .filter_map(|p| lib_file(base.join("root").join(p.trim_start_matches('/')), p))
+        .collect()
+}
+
+/// Every numeric entry of /proc.
+pub fn pids(proc_root: &Path) -> Vec<u32> {
+    let Ok(rd) = std::fs::read_dir(proc_root) else { return Vec::new() };
+    rd.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(is_libssl_name("libssl.so.3"));
+        assert!(is_libssl_name("libssl.so.1.1"));
+        assert!(is_libssl_name("libssl-8f1b3c.so.3"));
+        assert!(!is_libssl_name("libssl.a"));
+        assert!(!is_libssl_name("libcrypto.so.3"));
+    }
+
+    #[test]
+    fn maps_lines() {
+        let maps = "7f00-7f10 r--p 00000000 08:01 123 /usr/lib/x86_64-linux-gnu/libssl.so.3\n\
+7f10-7f20 r-xp 00010000 08:01 123 /usr/lib/x86_64-linux-gnu/libssl.so.3\n\
+7f20-7f30 r-xp 00000000 08:01 124 /usr/lib/x86_64-linux-gnu/libcrypto.so.3\n\
+7f30-7f40 r-xp 00000000 00:00 0 [heap]\n\
+7f40-7f50 r-xp 00000000 08:01 125 /opt/app/lib/libssl.so.1.1 (deleted)\n";
+        assert_eq!(libssl_paths_in_maps(maps), vec!["/usr/lib/x86_64-linux-gnu/libssl.so.3".to_string()]);
+    }
+}

@@ -1,0 +1,417 @@
+//! The kernel side as seen from user space: load the embedded object, attach the
+//! tracepoints and TLS uprobes, read the ring buffer, keep the socket map right.
+//!
+//! Dropping a [`Capture`] detaches and unloads every program and map: nothing of ours
+//! stays in the kernel.
+pub mod libs;
+pub mod procnet;
+pub mod record;
+
+use aya::{
+    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
+    programs::{uprobe::UProbeScope, TracePoint, UProbe},
+    Ebpf, EbpfLoader,
+};
+use qtap_common::{drop_reason, sock_key, SockInfo};
+use std::collections::HashSet;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::events::ProbeStatus;
+pub use record::{Dir, Record, Source};
+
+/// The kernel object built by `daemon/build.rs`.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/qtap"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error(
+        "this qtap binary was built without its eBPF programs (AYA_BUILD_SKIP) — rebuild with `cargo build --release` after running `.ci/setup`"
+    )]
+    NoObject,
+    #[error("cannot capture: {0} — run as root (sudo), or grant CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN")]
+    Permission(String),
+    #[error(
+        "cannot find tracefs (tried /sys/kernel/tracing and /sys/kernel/debug/tracing, and mounting it failed: {0}) — mount it with `mount -t tracefs nodev /sys/kernel/tracing`"
+    )]
+    NoTracefs(String),
+    #[error("this kernel has no tracepoint {0} — qtap needs Linux ≥ 5.10 built with CONFIG_FTRACE_SYSCALLS")]
+    MissingTracepoint(String),
+    #[error("cannot load the eBPF programs: {0} — qtap needs Linux ≥ 5.10 with BPF ring buffers (5.8+); run as root")]
+    Load(String),
+    #[error("cannot attach {what}: {why}")]
+    Attach { what: String, why: String },
+    #[error("cannot read the ring buffer: {0}")]
+    Ring(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct CaptureConfig {
+    /// ring buffer size in bytes (power of two, multiple of the page size)
+    pub ring_bytes: u32,
+    /// normally `/proc`
+    pub proc_root: PathBuf,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        CaptureConfig { ring_bytes: 32 << 20, proc_root: PathBuf::from("/proc") }
+    }
+}
+
+/// The syscall and scheduler tracepoints every capture needs.
+const TRACEPOINTS: &[(&str, &str)] = &[
+    ("syscalls", "sys_enter_read"),
+    ("syscalls", "sys_exit_read"),
+    ("syscalls", "sys_enter_recvfrom"),
+    ("syscalls", "sys_exit_recvfrom"),
+    ("syscalls", "sys_enter_readv"),
+    ("syscalls", "sys_exit_readv"),
+    ("syscalls", "sys_enter_recvmsg"),
+    ("syscalls", "sys_exit_recvmsg"),
+    ("syscalls", "sys_enter_write"),
+    ("syscalls", "sys_exit_write"),
+    ("syscalls", "sys_enter_sendto"),
+    ("syscalls", "sys_exit_sendto"),
+    ("syscalls", "sys_enter_writev"),
+    ("syscalls", "sys_exit_writev"),
+    ("syscalls", "sys_enter_sendmsg"),
+    ("syscalls", "sys_exit_sendmsg"),
+    ("syscalls", "sys_enter_sendfile64"),
+    ("syscalls", "sys_exit_sendfile64"),
+    ("syscalls", "sys_enter_socket"),
+    ("syscalls", "sys_exit_socket"),
+    ("syscalls", "sys_enter_connect"),
+    ("syscalls", "sys_exit_connect"),
+    ("syscalls", "sys_enter_accept"),
+    ("syscalls", "sys_exit_accept"),
+    ("syscalls", "sys_enter_accept4"),
+    ("syscalls", "sys_exit_accept4"),
+    ("syscalls", "sys_enter_close"),
+    ("sock", "inet_sock_set_state"),
+    ("sched", "sched_process_exec"),
+    ("sched", "sched_process_exit"),
+];
+
+/// (program, symbol) pairs attached to each OpenSSL-compatible library.
+const SSL_ENTRY: &[(&str, &str)] = &[
+    ("ssl_write", "SSL_write"),
+    ("ssl_read", "SSL_read"),
+    ("ssl_write_ex", "SSL_write_ex"),
+    ("ssl_read_ex", "SSL_read_ex"),
+];
+
+/// Drop counts since the last call, by reason.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DropCounts {
+    pub ringbuf_events: u64,
+    pub ringbuf_bytes: u64,
+    pub per_call_bytes: u64,
+    pub read_fault_bytes: u64,
+    pub control_events: u64,
+}
+
+pub struct Capture {
+    // Field order matters: maps and ring are released before the object.
+    ring: RingBuf<MapData>,
+    socks: BpfHashMap<MapData, u64, SockInfo>,
+    drops: PerCpuArray<MapData, u64>,
+    ebpf: Ebpf,
+    cfg: CaptureConfig,
+    attached_libs: HashSet<(u64, u64)>,
+    probes: Vec<ProbeStatus>,
+    last_drops: [u64; drop_reason::COUNT as usize],
+    /// CLOCK_REALTIME − CLOCK_MONOTONIC, in ns
+    wall_offset: i128,
+}
+
+fn is_permission(e: &str) -> bool {
+    e.contains("EPERM") || e.contains("ermission denied") || e.contains("Operation not permitted") || e.contains("EACCES")
+}
+
+fn ensure_tracefs() -> Result<(), CaptureError> {
+    for p in ["/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events"] {
+        if Path::new(p).is_dir() {
+            return Ok(());
+        }
+    }
+    let target = c"/sys/kernel/tracing";
+    // SAFETY: plain mount(2) call with valid C strings.
+    let rc = unsafe { libc::mount(c"nodev".as_ptr(), target.as_ptr(), c"tracefs".as_ptr(), 0, std::ptr::null()) };
+    if rc != 0 {
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EPERM) {
+            return Err(CaptureError::Permission(format!("mounting tracefs: {err}")));
+        }
+        return Err(CaptureError::NoTracefs(err.to_string()));
+    }
+    tracing::info!("mounted tracefs on /sys/kernel/tracing");
+    Ok(())
+}
+
+fn clock_ns(clock: libc::clockid_t) -> i128 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid pointer to a timespec.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
+}
+
+impl Capture {
+    /// Loads the programs, attaches every tracepoint and the TLS uprobes of every
+    /// libssl found, and marks sockets already open as captured.
+    pub fn start(cfg: CaptureConfig) -> Result<Capture, CaptureError> {
+        if OBJECT.is_empty() {
+            return Err(CaptureError::NoObject);
+        }
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 && !std::env::var_os("QTAP_SKIP_ROOT_CHECK").is_some() {
+            // Capabilities alone can work; try, and explain on failure.
+            tracing::debug!("not running as root; relying on capabilities");
+        }
+        ensure_tracefs()?;
+        let self_tgid = std::process::id();
+        let mut ebpf = EbpfLoader::new()
+            .set_global("SELF_TGID", &self_tgid, true)
+            .set_max_entries("EVENTS", cfg.ring_bytes)
+            .load(OBJECT)
+            .map_err(|e| {
+                let s = format!("{e:#}");
+                let chain = error_chain(&e);
+                if is_permission(&chain) { CaptureError::Permission(chain) } else { CaptureError::Load(s + ": " + &chain) }
+            })?;
+        let mut probes = Vec::new();
+        for (cat, name) in TRACEPOINTS {
+            let prog: &mut TracePoint = ebpf
+                .program_mut(name)
+                .ok_or_else(|| CaptureError::Load(format!("program {name} missing from the object")))?
+                .try_into()
+                .map_err(|e| CaptureError::Load(format!("{name}: {e}")))?;
+            prog.load().map_err(|e| {
+                let chain = error_chain(&e);
+                if is_permission(&chain) { CaptureError::Permission(chain) } else { CaptureError::Load(format!("{name}: {chain}")) }
+            })?;
+            prog.attach(cat, name).map_err(|e| {
+                let chain = error_chain(&e);
+                if chain.contains("No such file") {
+                    CaptureError::MissingTracepoint(format!("{cat}/{name}"))
+                } else if is_permission(&chain) {
+                    CaptureError::Permission(chain)
+                } else {
+                    CaptureError::Attach { what: format!("tracepoint {cat}/{name}"), why: chain }
+                }
+            })?;
+        }
+        probes.push(ProbeStatus {
+            library: "syscalls".into(),
+            path: "kernel".into(),
+            status: format!("attached ({} tracepoints)", TRACEPOINTS.len()),
+        });
+        for (prog, _) in SSL_ENTRY {
+            let p: &mut UProbe = ebpf
+                .program_mut(prog)
+                .ok_or_else(|| CaptureError::Load(format!("program {prog} missing")))?
+                .try_into()
+                .map_err(|e| CaptureError::Load(format!("{prog}: {e}")))?;
+            p.load().map_err(|e| CaptureError::Load(format!("{prog}: {}", error_chain(&e))))?;
+        }
+        let p: &mut UProbe = ebpf
+            .program_mut("ssl_ret")
+            .ok_or_else(|| CaptureError::Load("program ssl_ret missing".into()))?
+            .try_into()
+            .map_err(|e| CaptureError::Load(format!("ssl_ret: {e}")))?;
+        p.load().map_err(|e| CaptureError::Load(format!("ssl_ret: {}", error_chain(&e))))?;
+
+        let ring = RingBuf::try_from(ebpf.take_map("EVENTS").ok_or_else(|| CaptureError::Load("map EVENTS missing".into()))?)
+            .map_err(|e| CaptureError::Ring(e.to_string()))?;
+        let socks = BpfHashMap::try_from(ebpf.take_map("SOCKS").ok_or_else(|| CaptureError::Load("map SOCKS missing".into()))?)
+            .map_err(|e| CaptureError::Load(format!("SOCKS: {e}")))?;
+        let drops = PerCpuArray::try_from(ebpf.take_map("DROPS").ok_or_else(|| CaptureError::Load("map DROPS missing".into()))?)
+            .map_err(|e| CaptureError::Load(format!("DROPS: {e}")))?;
+        let wall_offset = clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_MONOTONIC);
+        let mut cap = Capture {
+            ring,
+            socks,
+            drops,
+            ebpf,
+            cfg,
+            attached_libs: HashSet::new(),
+            probes,
+            last_drops: [0; drop_reason::COUNT as usize],
+            wall_offset,
+        };
+        for lib in libs::scan_standard_dirs() {
+            cap.attach_lib(&lib);
+        }
+        for pid in libs::pids(&cap.cfg.proc_root) {
+            cap.attach_libs_of(pid);
+        }
+        Ok(cap)
+    }
+
+    pub fn probes(&self) -> &[ProbeStatus] {
+        &self.probes
+    }
+
+    pub fn proc_root(&self) -> &Path {
+        &self.cfg.proc_root
+    }
+
+    /// Kernel monotonic ns → wall-clock ns since the epoch.
+    pub fn wall_ns(&self, ktime_ns: u64) -> u64 {
+        let v = i128::from(ktime_ns) + self.wall_offset;
+        u64::try_from(v).unwrap_or(0)
+    }
+
+    /// Attaches the TLS probes to one library file, once per distinct file. Returns the
+    /// new probe status when the file was new.
+    pub fn attach_lib(&mut self, lib: &libs::LibFile) -> Option<ProbeStatus> {
+        if !self.attached_libs.insert((lib.dev, lib.ino)) {
+            return None;
+        }
+        let mut attached = Vec::new();
+        let mut missing = Vec::new();
+        let mut failure = None;
+        for (prog, sym) in SSL_ENTRY {
+            let r = (|| -> Result<(), String> {
+                let p: &mut UProbe = self.ebpf.program_mut(prog).ok_or("program missing")?.try_into().map_err(|e| format!("{e}"))?;
+                p.attach(*sym, &lib.open_path, UProbeScope::AllProcesses).map_err(|e| error_chain(&e))?;
+                let r: &mut UProbe = self.ebpf.program_mut("ssl_ret").ok_or("program missing")?.try_into().map_err(|e| format!("{e}"))?;
+                r.attach(*sym, &lib.open_path, UProbeScope::AllProcesses).map_err(|e| error_chain(&e))?;
+                Ok(())
+            })();
+            match r {
+                Ok(()) => attached.push(*sym),
+                Err(e) if e.contains("symbol") || e.contains("not found") => missing.push(*sym),
+                Err(e) => failure = Some(e),
+            }
+        }
+        let status = if attached.is_empty() {
+            match failure {
+                Some(e) => format!("failed: {e}"),
+                None => "failed: no SSL_read/SSL_write symbols in this file (stripped or not OpenSSL)".to_string(),
+            }
+        } else if missing.is_empty() {
+            "attached".to_string()
+        } else {
+            format!("attached ({}; missing {})", attached.join(", "), missing.join(", "))
+        };
+        let shown = if lib.open_path.starts_with(&self.cfg.proc_root) {
+            format!("{} (via {})", lib.shown_path, lib.open_path.display())
+        } else {
+            lib.shown_path.clone()
+        };
+        if status.starts_with("failed") {
+            tracing::warn!(library = %shown, %status, "TLS library not probed");
+        } else {
+            tracing::info!(library = %shown, %status, "TLS probes attached");
+        }
+        let st = ProbeStatus { library: "openssl".into(), path: shown, status };
+        self.probes.push(st.clone());
+        Some(st)
+    }
+
+    /// Attaches to the TLS libraries `pid` maps that are not probed yet.
+    pub fn attach_libs_of(&mut self, pid: u32) -> Vec<ProbeStatus> {
+        libs::scan_pid(&self.cfg.proc_root, pid).iter().filter_map(|l| self.attach_lib(l)).collect()
+    }
+
+    /// Marks sockets that were open before attach as captured. Returns (pid, fd, local,
+    /// remote, listening-side) for each.
+    pub fn prime_existing(&mut self) -> Vec<(u32, i32, procnet::TcpEntry, bool)> {
+        let me = std::process::id();
+        let mut out = Vec::new();
+        let mut tables: std::collections::HashMap<u64, std::collections::HashMap<u64, procnet::TcpEntry>> = Default::default();
+        let root = self.cfg.proc_root.clone();
+        for pid in libs::pids(&root) {
+            if pid == me {
+                continue;
+            }
+            let ns = std::fs::metadata(root.join(pid.to_string()).join("ns/net")).map(|m| {
+                use std::os::unix::fs::MetadataExt;
+                m.ino()
+            });
+            let Ok(ns) = ns else { continue };
+            let table = tables.entry(ns).or_insert_with(|| procnet::tcp_table(&root, pid));
+            let listening: HashSet<u16> = table.values().filter(|t| t.state == 10).map(|t| t.local.port()).collect();
+            for (fd, t) in procnet::tcp_fds(&root, pid, table) {
+                if t.state != 1 {
+                    continue;
+                }
+                let info = SockInfo { state: qtap_common::sock_state::CAPTURE, ..Default::default() };
+                if self.socks.insert(sock_key(pid, fd), info, 0).is_ok() {
+                    out.push((pid, fd, t, listening.contains(&t.local.port())));
+                }
+            }
+        }
+        out
+    }
+
+    /// Sets what the kernel does with a socket (e.g. `MUTE` for TLS records we cannot
+    /// read), or forgets it.
+    pub fn set_sock_state(&mut self, pid: u32, fd: i32, state: Option<u32>) {
+        let key = sock_key(pid, fd);
+        match state {
+            None => {
+                let _ = self.socks.remove(&key);
+            }
+            Some(s) => {
+                if let Ok(mut info) = self.socks.get(&key, 0) {
+                    info.state = s;
+                    let _ = self.socks.insert(key, info, 0);
+                }
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for records and appends them to `out`.
+    pub fn poll(&mut self, timeout: Duration, out: &mut Vec<Result<Record, record::RecordError>>) -> Result<(), CaptureError> {
+        let mut pfd = libc::pollfd { fd: self.ring.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: one valid pollfd.
+        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if rc < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(CaptureError::Ring(e.to_string()));
+            }
+        }
+        // bounded so a flood cannot starve the caller's other duties
+        for _ in 0..65_536 {
+            let Some(item) = self.ring.next() else { break };
+            out.push(record::parse(&item));
+        }
+        Ok(())
+    }
+
+    /// Drops counted in the kernel since the last call.
+    pub fn take_drops(&mut self) -> DropCounts {
+        let mut now = [0u64; drop_reason::COUNT as usize];
+        for (i, slot) in now.iter_mut().enumerate() {
+            if let Ok(v) = self.drops.get(&(i as u32), 0) {
+                *slot = v.iter().sum();
+            }
+        }
+        let d = |i: u32| now[i as usize].saturating_sub(self.last_drops[i as usize]);
+        let out = DropCounts {
+            ringbuf_events: d(drop_reason::RINGBUF_FULL_EVENTS),
+            ringbuf_bytes: d(drop_reason::RINGBUF_FULL_BYTES),
+            per_call_bytes: d(drop_reason::PER_CALL_LIMIT_BYTES),
+            read_fault_bytes: d(drop_reason::READ_FAULT_BYTES),
+            control_events: d(drop_reason::CONTROL_EVENTS),
+        };
+        self.last_drops = now;
+        out
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
