@@ -112,6 +112,19 @@ pub struct DropCounts {
     pub control_events: u64,
 }
 
+/// Kernel (CLOCK_MONOTONIC) → wall-clock conversion.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    wall_offset: i128,
+}
+
+impl Clock {
+    /// Kernel monotonic ns → wall-clock ns since the epoch.
+    pub fn wall_ns(&self, ktime_ns: u64) -> u64 {
+        u64::try_from(i128::from(ktime_ns) + self.wall_offset).unwrap_or(0)
+    }
+}
+
 pub struct Capture {
     // Field order matters: maps and ring are released before the object.
     ring: RingBuf<MapData>,
@@ -257,10 +270,9 @@ impl Capture {
         &self.cfg.proc_root
     }
 
-    /// Kernel monotonic ns → wall-clock ns since the epoch.
-    pub fn wall_ns(&self, ktime_ns: u64) -> u64 {
-        let v = i128::from(ktime_ns) + self.wall_offset;
-        u64::try_from(v).unwrap_or(0)
+    /// Converts kernel timestamps to wall-clock time.
+    pub fn clock(&self) -> Clock {
+        Clock { wall_offset: self.wall_offset }
     }
 
     /// Attaches the TLS probes to one library file, once per distinct file. Returns the

@@ -1,0 +1,147 @@
+//! Who made a connection: pid, ppid, exe, cmdline, uid and user name, read from /proc
+//! once per process (and again after exec). Containers come from `container`.
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::events::{ProcessRef, ProcessStarted};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessInfo {
+    pub pid: u32,
+    pub ppid: u32,
+    pub exe: String,
+    pub name: String,
+    pub cmdline: Vec<String>,
+    pub uid: u32,
+    pub user: String,
+}
+
+impl ProcessInfo {
+    pub fn to_ref(&self) -> ProcessRef {
+        ProcessRef { pid: self.pid, exe: self.exe.clone(), name: self.name.clone(), user: self.user.clone() }
+    }
+
+    pub fn to_started(&self) -> ProcessStarted {
+        ProcessStarted {
+            pid: self.pid,
+            ppid: self.ppid,
+            exe: self.exe.clone(),
+            cmdline: self.cmdline.clone(),
+            user: self.user.clone(),
+            uid: self.uid,
+            container: None,
+        }
+    }
+}
+
+/// uid → name from an `/etc/passwd` text.
+pub fn parse_passwd(text: &str) -> HashMap<u32, String> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?;
+            let uid = f.nth(1)?.parse().ok()?;
+            Some((uid, name.to_string()))
+        })
+        .collect()
+}
+
+/// (ppid, real uid) from `/proc/PID/status`.
+pub fn parse_status(text: &str) -> (u32, u32) {
+    let mut ppid = 0;
+    let mut uid = 0;
+    for l in text.lines() {
+        if let Some(v) = l.strip_prefix("PPid:") {
+            ppid = v.trim().parse().unwrap_or(0);
+        } else if let Some(v) = l.strip_prefix("Uid:") {
+            uid = v.split_whitespace().next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        }
+    }
+    (ppid, uid)
+}
+
+pub struct Processes {
+    proc_root: PathBuf,
+    cache: HashMap<u32, Arc<ProcessInfo>>,
+    users: HashMap<u32, String>,
+}
+
+impl Processes {
+    pub fn new(proc_root: &Path) -> Self {
+        let users = std::fs::read_to_string("/etc/passwd").map(|t| parse_passwd(&t)).unwrap_or_default();
+        Processes { proc_root: proc_root.to_path_buf(), cache: HashMap::new(), users }
+    }
+
+    /// Reads a process from /proc; `comm` names it when it is already gone.
+    fn read(&self, pid: u32, comm: Option<&str>) -> ProcessInfo {
+        let base = self.proc_root.join(pid.to_string());
+        let exe = std::fs::read_link(base.join("exe")).map(|p| p.display().to_string()).unwrap_or_default();
+        let cmdline: Vec<String> = std::fs::read(base.join("cmdline"))
+            .map(|b| b.split(|&c| c == 0).filter(|s| !s.is_empty()).map(|s| String::from_utf8_lossy(s).into_owned()).collect())
+            .unwrap_or_default();
+        let (ppid, uid) = std::fs::read_to_string(base.join("status")).map(|t| parse_status(&t)).unwrap_or((0, u32::MAX));
+        let comm_now = std::fs::read_to_string(base.join("comm")).map(|s| s.trim().to_string()).ok();
+        let exe = exe.trim_end_matches(" (deleted)").to_string();
+        let name = if !exe.is_empty() {
+            exe.rsplit('/').next().unwrap_or(&exe).to_string()
+        } else {
+            comm_now.or(comm.map(str::to_string)).unwrap_or_else(|| "?".into())
+        };
+        let user = if uid == u32::MAX {
+            String::new()
+        } else {
+            self.users.get(&uid).cloned().unwrap_or_else(|| uid.to_string())
+        };
+        ProcessInfo { pid, ppid, exe, name, cmdline, uid: if uid == u32::MAX { 0 } else { uid }, user }
+    }
+
+    /// The process, read once and cached.
+    pub fn get(&mut self, pid: u32) -> Arc<ProcessInfo> {
+        if let Some(p) = self.cache.get(&pid) {
+            return p.clone();
+        }
+        let info = Arc::new(self.read(pid, None));
+        self.cache.insert(pid, info.clone());
+        info
+    }
+
+    /// After exec the same pid runs another program.
+    pub fn exec(&mut self, pid: u32) {
+        self.cache.remove(&pid);
+    }
+
+    /// The process is gone: returns what was known (reading /proc one last time if it
+    /// was never read), and forgets it.
+    pub fn exit(&mut self, pid: u32, comm: &str) -> Arc<ProcessInfo> {
+        self.cache.remove(&pid).unwrap_or_else(|| Arc::new(self.read(pid, Some(comm))))
+    }
+
+    pub fn cached(&self, pid: u32) -> Option<&Arc<ProcessInfo>> {
+        self.cache.get(&pid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwd_and_status() {
+        let u = parse_passwd("root:x:0:0:root:/root:/bin/bash\nwww-data:x:33:33::/var/www:/usr/sbin/nologin\nbad line\n");
+        assert_eq!(u[&0], "root");
+        assert_eq!(u[&33], "www-data");
+        assert_eq!(parse_status("Name:\tcurl\nPPid:\t42\nUid:\t1000\t1000\t1000\t1000\n"), (42, 1000));
+    }
+
+    #[test]
+    fn reads_this_process() {
+        let mut p = Processes::new(Path::new("/proc"));
+        let me = p.get(std::process::id());
+        assert_eq!(me.pid, std::process::id());
+        assert!(me.exe.starts_with('/'), "exe {:?}", me.exe);
+        assert!(!me.cmdline.is_empty());
+        // SAFETY: getuid has no preconditions.
+        assert_eq!(me.uid, unsafe { libc::getuid() });
+    }
+}

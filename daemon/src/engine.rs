@@ -1,0 +1,229 @@
+//! The capture engine: one thread that owns the kernel programs while someone watches,
+//! turns records into events (streams → http → attribution) and hands them to a sink.
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::attribution::Processes;
+use crate::capture::{Capture, CaptureConfig, CaptureError, Record};
+use crate::events::{Dropped, Event, ProbeStatus, Timestamp};
+use crate::http::BodyLimits;
+use crate::streams::{KernelControl, Tracker, TrackerConfig};
+
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    pub capture: CaptureConfig,
+    pub max_body_bytes: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig { capture: CaptureConfig::default(), max_body_bytes: 1 << 20 }
+    }
+}
+
+pub type Sink = Box<dyn FnMut(Event) + Send>;
+
+struct Running {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+/// Starts and stops the capture; safe to share between threads.
+pub struct Engine {
+    cfg: EngineConfig,
+    running: Mutex<Option<Running>>,
+    /// probe list, updated as libraries of new processes are attached
+    probes: Arc<Mutex<Vec<ProbeStatus>>>,
+    /// process.started for processes with open connections (for new clients)
+    snapshot: Arc<Mutex<Vec<Event>>>,
+}
+
+struct Ctl<'a>(&'a mut Capture);
+
+impl KernelControl for Ctl<'_> {
+    fn set_sock_state(&mut self, pid: u32, fd: i32, state: Option<u32>) {
+        self.0.set_sock_state(pid, fd, state);
+    }
+}
+
+impl Engine {
+    pub fn new(cfg: EngineConfig) -> Self {
+        Engine { cfg, running: Mutex::new(None), probes: Arc::default(), snapshot: Arc::default() }
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.running.lock().map(|r| r.is_some()).unwrap_or(false)
+    }
+
+    pub fn probes(&self) -> Vec<ProbeStatus> {
+        self.probes.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    pub fn snapshot(&self) -> Vec<Event> {
+        self.snapshot.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    /// Loads and attaches everything, then streams events into `sink` until `stop`.
+    pub fn start(&self, sink: Sink) -> Result<Vec<ProbeStatus>, CaptureError> {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        if running.is_some() {
+            return Ok(self.probes());
+        }
+        let (tx, rx) = mpsc::sync_channel(1);
+        let stop = Arc::new(AtomicBool::new(false));
+        let cfg = self.cfg.clone();
+        let (stop2, probes, snapshot) = (stop.clone(), self.probes.clone(), self.snapshot.clone());
+        let thread = std::thread::Builder::new()
+            .name("qtap-capture".into())
+            .spawn(move || {
+                let cap = match Capture::start(cfg.capture.clone()) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                };
+                if let Ok(mut p) = probes.lock() {
+                    *p = cap.probes().to_vec();
+                }
+                let _ = tx.send(Ok(cap.probes().to_vec()));
+                run(cap, cfg, sink, stop2, probes, snapshot);
+            })
+            .map_err(|e| CaptureError::Load(format!("cannot start the capture thread: {e}")))?;
+        match rx.recv() {
+            Ok(Ok(p)) => {
+                *running = Some(Running { stop, thread });
+                tracing::info!(probes = p.len(), "probes attached");
+                Ok(p)
+            }
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => {
+                let _ = thread.join();
+                Err(CaptureError::Load("the capture thread ended while starting".into()))
+            }
+        }
+    }
+
+    /// Detaches and unloads everything; returns when no program of ours is left.
+    pub fn stop(&self) {
+        let r = self.running.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(r) = r {
+            r.stop.store(true, Ordering::SeqCst);
+            let _ = r.thread.join();
+            if let Ok(mut s) = self.snapshot.lock() {
+                s.clear();
+            }
+            tracing::info!("probes detached");
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn run(
+    mut cap: Capture,
+    cfg: EngineConfig,
+    mut sink: Sink,
+    stop: Arc<AtomicBool>,
+    probes: Arc<Mutex<Vec<ProbeStatus>>>,
+    snapshot: Arc<Mutex<Vec<Event>>>,
+) {
+    let procs = Processes::new(cap.proc_root());
+    let mut tracker = Tracker::new(TrackerConfig { limits: BodyLimits { max_body_bytes: cfg.max_body_bytes } }, procs);
+    let now = Timestamp::now();
+    for (pid, fd, t, ingress) in cap.prime_existing() {
+        tracker.add_existing(pid, fd, t.local, t.remote, ingress, now);
+    }
+    for ev in tracker.drain() {
+        sink(ev);
+    }
+    // pid → when to look at its maps again (the loader maps libraries after exec)
+    let mut scans: BTreeMap<Instant, Vec<u32>> = BTreeMap::new();
+    let mut records = Vec::new();
+    let mut last_tick = Instant::now();
+    let mut bad_records = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        if let Err(e) = cap.poll(Duration::from_millis(50), &mut records) {
+            tracing::error!(error = %e, "capture stopped");
+            break;
+        }
+        let clock = cap.clock();
+        let wall = move |k: u64| Timestamp(clock.wall_ns(k));
+        for r in records.drain(..) {
+            match r {
+                Ok(rec) => {
+                    if let Record::Exec { pid, .. } = rec {
+                        let t = Instant::now();
+                        for d in [30, 250, 900] {
+                            scans.entry(t + Duration::from_millis(d)).or_default().push(pid);
+                        }
+                    }
+                    tracker.handle(rec, &wall, &mut Ctl(&mut cap));
+                }
+                Err(e) => {
+                    bad_records += 1;
+                    if bad_records == 1 {
+                        tracing::warn!(error = %e, "malformed ring-buffer record (further ones are counted)");
+                    }
+                }
+            }
+        }
+        let now = Instant::now();
+        let due: Vec<Instant> = scans.range(..=now).map(|(k, _)| *k).collect();
+        for k in due {
+            for pid in scans.remove(&k).unwrap_or_default() {
+                let new = cap.attach_libs_of(pid);
+                if !new.is_empty() {
+                    if let Ok(mut p) = probes.lock() {
+                        p.extend(new);
+                    }
+                }
+            }
+        }
+        if now.duration_since(last_tick) >= Duration::from_secs(1) {
+            last_tick = now;
+            let d = cap.take_drops();
+            let mut drops = Vec::new();
+            if d.ringbuf_events > 0 {
+                drops.push((d.ringbuf_events, d.ringbuf_bytes, "ringbuf-full"));
+            }
+            if d.per_call_bytes > 0 {
+                drops.push((0, d.per_call_bytes, "per-call-limit"));
+            }
+            if d.read_fault_bytes > 0 {
+                drops.push((0, d.read_fault_bytes, "read-fault"));
+            }
+            if d.control_events > 0 {
+                drops.push((d.control_events, 0, "ringbuf-full-control"));
+            }
+            for (events, bytes, reason) in drops {
+                sink(Event::Dropped(Dropped { events, bytes, reason: reason.into() }));
+            }
+            if let Ok(mut s) = snapshot.lock() {
+                *s = tracker.snapshot();
+            }
+        }
+        for ev in tracker.drain() {
+            sink(ev);
+        }
+    }
+    tracker.close_all(Timestamp::now());
+    for ev in tracker.drain() {
+        sink(ev);
+    }
+    drop(cap);
+}

@@ -1,0 +1,510 @@
+//! Per-connection streams: turns kernel records into connections, reassembles each
+//! direction in order (by stream position, so every lost byte is known), feeds the
+//! HTTP parser, and builds the contract's events.
+//!
+//! A connection is keyed by (pid, fd), or by (pid, `SSL*`) when a TLS library call came
+//! before the tool could tie that `SSL*` to a socket. TLS and plaintext share one model:
+//! raw socket bytes of a TLS connection are only read for the handshake (SNI, version),
+//! after which the kernel is told to stop sending them; the plaintext comes from the
+//! library probes.
+pub mod tls;
+mod transaction;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::attribution::{ProcessInfo, Processes};
+use crate::capture::{Dir, Record, Source};
+use crate::events::{
+    ConnectionClosed, ConnectionOpened, Direction, Dropped, Event, ProcessStopped, ProcessStarted, Timestamp,
+    TlsInfo,
+};
+use crate::http::{self, BodyLimits, HttpConn, Side};
+
+/// What the tracker asks of the kernel side.
+pub trait KernelControl {
+    /// `Some(state)` sets a socket's state in the kernel map (`sock_state::MUTE`), `None` forgets it.
+    fn set_sock_state(&mut self, pid: u32, fd: i32, state: Option<u32>);
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConnKey {
+    Fd(u32, i32),
+    Ssl(u32, u64),
+}
+
+/// Bytes of a handshake kept to read SNI and version.
+const HELLO_BUF: usize = 16 * 1024;
+/// Remembered ESTABLISHED tuples waiting for their connect/accept record.
+const PENDING_TUPLES: usize = 4096;
+
+#[derive(Default)]
+struct Reasm {
+    /// next expected stream position; `None` until the first byte is seen
+    expected: Option<u64>,
+}
+
+impl Reasm {
+    /// Returns (lost bytes before this chunk, the part of `bytes` not seen before).
+    fn accept<'a>(&mut self, pos: u64, bytes: &'a [u8]) -> (u64, &'a [u8]) {
+        let exp = *self.expected.get_or_insert(pos);
+        let end = pos + bytes.len() as u64;
+        if end <= exp && !bytes.is_empty() {
+            return (0, &[]);
+        }
+        let (lost, fresh) = if pos >= exp {
+            (pos - exp, bytes)
+        } else {
+            (0, &bytes[(exp - pos) as usize..])
+        };
+        self.expected = Some(end.max(exp));
+        (lost, fresh)
+    }
+}
+
+struct Conn {
+    id: String,
+    pid: u32,
+    fd: i32,
+    sk: u64,
+    direction: Option<Direction>,
+    local: Option<SocketAddr>,
+    remote: Option<SocketAddr>,
+    opened: Timestamp,
+    opened_emitted: bool,
+    /// TLS seen (handshake records or library plaintext)
+    tls: bool,
+    tls_version: Option<String>,
+    sni: Option<String>,
+    hello: [Vec<u8>; 2],
+    muted: bool,
+    /// plaintext arrived from a TLS library for this connection
+    library: bool,
+    raw: [Reasm; 2],
+    ssl: [Reasm; 2],
+    http: Option<HttpConn>,
+    /// bytes were given to the HTTP parser
+    fed: bool,
+    seq: u64,
+    /// wire bytes as seen in user space (the kernel's counters win at close)
+    bytes_sent: u64,
+    bytes_recv: u64,
+}
+
+fn di(d: Dir) -> usize {
+    match d {
+        Dir::Recv => 0,
+        Dir::Send => 1,
+    }
+}
+
+pub struct TrackerConfig {
+    pub limits: BodyLimits,
+}
+
+pub struct Tracker {
+    conns: HashMap<ConnKey, Conn>,
+    /// `SSL*` → the socket connection it was tied to
+    ssl_to_fd: HashMap<(u32, u64), ConnKey>,
+    by_pid: HashMap<u32, HashSet<ConnKey>>,
+    est_by_sk: HashMap<u64, (Option<SocketAddr>, Option<SocketAddr>)>,
+    est_by_remote: HashMap<SocketAddr, Option<SocketAddr>>,
+    est_order: VecDeque<(bool, u64, Option<SocketAddr>)>,
+    procs: Processes,
+    announced: HashSet<u32>,
+    limits: BodyLimits,
+    next_id: u64,
+    id_prefix: String,
+    out: Vec<Event>,
+    lost_stream_bytes: u64,
+}
+
+impl Tracker {
+    pub fn new(cfg: TrackerConfig, procs: Processes) -> Self {
+        let prefix = format!("{:x}", Timestamp::now().0 / 1_000_000 % 0xfffff);
+        Tracker {
+            conns: HashMap::new(),
+            ssl_to_fd: HashMap::new(),
+            by_pid: HashMap::new(),
+            est_by_sk: HashMap::new(),
+            est_by_remote: HashMap::new(),
+            est_order: VecDeque::new(),
+            procs,
+            announced: HashSet::new(),
+            limits: cfg.limits,
+            next_id: 1,
+            id_prefix: prefix,
+            out: Vec::new(),
+            lost_stream_bytes: 0,
+        }
+    }
+
+    /// Events produced since the last call.
+    pub fn drain(&mut self) -> Vec<Event> {
+        if self.lost_stream_bytes > 0 {
+            let bytes = std::mem::take(&mut self.lost_stream_bytes);
+            self.out.push(Event::Dropped(Dropped { events: 0, bytes, reason: "stream-gap".into() }));
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    /// process.started for every process that has a connection open now.
+    pub fn snapshot(&mut self) -> Vec<Event> {
+        let pids: Vec<u32> = self.by_pid.iter().filter(|(_, s)| !s.is_empty()).map(|(p, _)| *p).collect();
+        pids.into_iter().map(|p| Event::ProcessStarted(self.procs.get(p).to_started())).collect()
+    }
+
+    pub fn open_connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    fn new_conn(&mut self, key: ConnKey, pid: u32, fd: i32, ts: Timestamp) -> &mut Conn {
+        let id = format!("{}-{}", self.id_prefix, self.next_id);
+        self.next_id += 1;
+        self.by_pid.entry(pid).or_default().insert(key);
+        // read /proc now, while the process surely lives
+        let info = self.procs.get(pid);
+        if self.announced.insert(pid) {
+            self.out.push(Event::ProcessStarted(info.to_started()));
+        }
+        let limits = self.limits.clone();
+        self.conns.entry(key).or_insert_with(|| Conn {
+            id,
+            pid,
+            fd,
+            sk: 0,
+            direction: None,
+            local: None,
+            remote: None,
+            opened: ts,
+            opened_emitted: false,
+            tls: false,
+            tls_version: None,
+            sni: None,
+            hello: [Vec::new(), Vec::new()],
+            muted: false,
+            library: false,
+            raw: [Reasm::default(), Reasm::default()],
+            ssl: [Reasm::default(), Reasm::default()],
+            http: Some(HttpConn::new(limits)),
+            fed: false,
+            seq: 0,
+            bytes_sent: 0,
+            bytes_recv: 0,
+        })
+    }
+
+    /// A socket that was open before the probes attached.
+    pub fn add_existing(&mut self, pid: u32, fd: i32, local: SocketAddr, remote: SocketAddr, ingress: bool, ts: Timestamp) {
+        let key = ConnKey::Fd(pid, fd);
+        let c = self.new_conn(key, pid, fd, ts);
+        c.local = Some(local);
+        c.remote = Some(remote);
+        c.direction = Some(if ingress { Direction::Ingress } else { Direction::Egress });
+        // we join mid-stream: start where the bytes start
+        c.raw = [Reasm::default(), Reasm::default()];
+    }
+
+    fn remember_tuple(&mut self, outgoing: bool, sk: u64, local: Option<SocketAddr>, remote: Option<SocketAddr>) {
+        if outgoing {
+            self.est_by_sk.insert(sk, (local, remote));
+        } else if let Some(r) = remote {
+            self.est_by_remote.insert(r, local);
+        }
+        self.est_order.push_back((outgoing, sk, remote));
+        while self.est_order.len() > PENDING_TUPLES {
+            if let Some((o, sk, r)) = self.est_order.pop_front() {
+                if o {
+                    self.est_by_sk.remove(&sk);
+                } else if let Some(r) = r {
+                    self.est_by_remote.remove(&r);
+                }
+            }
+        }
+    }
+
+    pub fn handle(&mut self, rec: Record, wall: &dyn Fn(u64) -> Timestamp, k: &mut dyn KernelControl) {
+        match rec {
+            Record::Connect { pid, fd, ts_ns, local, remote, sk, .. } => {
+                let ts = wall(ts_ns);
+                let key = ConnKey::Fd(pid, fd);
+                self.close_key(key, ts, None);
+                let pending = self.est_by_sk.remove(&sk);
+                let c = self.new_conn(key, pid, fd, ts);
+                c.direction = Some(Direction::Egress);
+                c.sk = sk;
+                c.remote = remote;
+                c.local = local;
+                c.raw = [Reasm { expected: Some(0) }, Reasm { expected: Some(0) }];
+                if let Some((l, _)) = pending {
+                    c.local = l;
+                }
+            }
+            Record::Accept { pid, fd, ts_ns, remote, .. } => {
+                let ts = wall(ts_ns);
+                let key = ConnKey::Fd(pid, fd);
+                self.close_key(key, ts, None);
+                let local = remote.and_then(|r| self.est_by_remote.remove(&r)).flatten();
+                let c = self.new_conn(key, pid, fd, ts);
+                c.direction = Some(Direction::Ingress);
+                c.remote = remote;
+                c.local = local;
+                c.raw = [Reasm { expected: Some(0) }, Reasm { expected: Some(0) }];
+            }
+            Record::Established { local, remote, sk, outgoing, .. } => {
+                let hit = if outgoing {
+                    self.conns.values_mut().find(|c| c.sk == sk && c.sk != 0 && c.local.is_none_or(|l| l.port() == 0))
+                } else {
+                    self.conns.values_mut().find(|c| {
+                        c.direction == Some(Direction::Ingress) && c.local.is_none() && c.remote.is_some() && c.remote == remote
+                    })
+                };
+                match hit {
+                    Some(c) => c.local = local,
+                    None => self.remember_tuple(outgoing, sk, local, remote),
+                }
+            }
+            Record::Data { pid, fd, ts_ns, ssl, pos, dir, source, bytes, unseen, .. } => {
+                let ts = wall(ts_ns);
+                self.data(pid, fd, ssl, pos, dir, source, &bytes, unseen, ts, k);
+            }
+            Record::Close { pid, fd, ts_ns, bytes_sent, bytes_recv } => {
+                self.close_key(ConnKey::Fd(pid, fd), wall(ts_ns), Some((bytes_sent, bytes_recv)));
+            }
+            Record::Exec { pid, .. } => self.procs.exec(pid),
+            Record::Exit { pid, ts_ns, comm } => {
+                let ts = wall(ts_ns);
+                let keys: Vec<ConnKey> = self.by_pid.remove(&pid).map(|s| s.into_iter().collect()).unwrap_or_default();
+                for key in keys {
+                    if let ConnKey::Fd(p, fd) = key {
+                        k.set_sock_state(p, fd, None);
+                    }
+                    self.close_key(key, ts, None);
+                }
+                self.ssl_to_fd.retain(|(p, _), _| *p != pid);
+                let _ = self.procs.exit(pid, &comm);
+                if self.announced.remove(&pid) {
+                    self.out.push(Event::ProcessStopped(ProcessStopped { pid, exit_code: None }));
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn data(
+        &mut self,
+        pid: u32,
+        fd: i32,
+        ssl: u64,
+        pos: u64,
+        dir: Dir,
+        source: Source,
+        bytes: &[u8],
+        unseen: u64,
+        ts: Timestamp,
+        k: &mut dyn KernelControl,
+    ) {
+        let key = match source {
+            Source::Syscall => ConnKey::Fd(pid, fd),
+            Source::OpenSsl if fd >= 0 => {
+                // an SSL* first seen without its fd: merge into the socket connection
+                if let Some(old) = self.ssl_to_fd.insert((pid, ssl), ConnKey::Fd(pid, fd)) {
+                    if old != ConnKey::Fd(pid, fd) {
+                        self.close_key(old, ts, None);
+                    }
+                }
+                ConnKey::Fd(pid, fd)
+            }
+            Source::OpenSsl => *self.ssl_to_fd.get(&(pid, ssl)).unwrap_or(&ConnKey::Ssl(pid, ssl)),
+        };
+        if !self.conns.contains_key(&key) {
+            let fd_for = if let ConnKey::Fd(_, f) = key { f } else { -1 };
+            self.new_conn(key, pid, fd_for, ts);
+            if fd_for >= 0 {
+                self.fill_from_proc(key);
+            }
+        }
+        let Some(c) = self.conns.get_mut(&key) else { return };
+        let d = di(dir);
+        match dir {
+            Dir::Send => c.bytes_sent += bytes.len() as u64 + unseen,
+            Dir::Recv => c.bytes_recv += bytes.len() as u64 + unseen,
+        }
+        match source {
+            Source::Syscall => {
+                let (lost, fresh) = c.raw[d].accept(pos, bytes);
+                let lost = lost + unseen;
+                if c.library || c.muted {
+                    return;
+                }
+                if c.tls || (lost == 0 && !c.fed && tls::looks_like_tls(fresh)) {
+                    c.tls = true;
+                    let buf = &mut c.hello[d];
+                    if buf.len() < HELLO_BUF {
+                        let take = fresh.len().min(HELLO_BUF - buf.len());
+                        buf.extend_from_slice(&fresh[..take]);
+                    }
+                    let client_d = match c.direction {
+                        Some(Direction::Ingress) => di(Dir::Recv),
+                        _ => di(Dir::Send),
+                    };
+                    if c.sni.is_none() {
+                        c.sni = tls::client_hello_sni(&c.hello[client_d]);
+                    }
+                    if c.tls_version.is_none() {
+                        c.tls_version = tls::server_hello_version(&c.hello[1 - client_d]);
+                    }
+                    let full = c.hello.iter().all(|h| h.len() >= HELLO_BUF);
+                    if (c.tls_version.is_some() || full) && c.fd >= 0 {
+                        // nothing more to learn from ciphertext: stop copying it
+                        c.muted = true;
+                        c.hello = [Vec::new(), Vec::new()];
+                        k.set_sock_state(c.pid, c.fd, Some(qtap_common::sock_state::MUTE));
+                    }
+                    return;
+                }
+                self.feed(key, dir, lost, fresh, ts);
+            }
+            Source::OpenSsl => {
+                if !c.library {
+                    // plaintext from the library replaces the raw stream from here on
+                    c.library = true;
+                    c.tls = true;
+                    c.http = Some(HttpConn::new(self.limits.clone()));
+                    if c.fd >= 0 && !c.muted {
+                        c.muted = true;
+                        k.set_sock_state(c.pid, c.fd, Some(qtap_common::sock_state::MUTE));
+                    }
+                }
+                let (lost, fresh) = c.ssl[d].accept(pos, bytes);
+                self.feed(key, dir, lost, fresh, ts);
+            }
+        }
+    }
+
+    /// Addresses and direction of a socket first seen through its data (open before
+    /// attach, or its connect record was lost).
+    fn fill_from_proc(&mut self, key: ConnKey) {
+        let ConnKey::Fd(pid, fd) = key else { return };
+        let root = std::path::Path::new("/proc");
+        let Some(inode) = crate::capture::procnet::fd_socket_inode(root, pid, fd) else { return };
+        let table = crate::capture::procnet::tcp_table(root, pid);
+        let Some(t) = table.get(&inode).copied() else { return };
+        let listening = table.values().any(|e| e.state == 10 && e.local.port() == t.local.port());
+        if let Some(c) = self.conns.get_mut(&key) {
+            c.local = Some(t.local);
+            c.remote = Some(t.remote);
+            c.direction = Some(if listening { Direction::Ingress } else { Direction::Egress });
+        }
+    }
+
+    fn feed(&mut self, key: ConnKey, dir: Dir, lost: u64, fresh: &[u8], ts: Timestamp) {
+        let Some(c) = self.conns.get_mut(&key) else { return };
+        if c.direction.is_none() && !fresh.is_empty() {
+            // which side speaks first with a request line is the client
+            if http::looks_like_request(fresh) {
+                c.direction = Some(if dir == Dir::Send { Direction::Egress } else { Direction::Ingress });
+            }
+        }
+        let Some(direction) = c.direction else { return };
+        let side = match (direction, dir) {
+            (Direction::Egress, Dir::Send) | (Direction::Ingress, Dir::Recv) => Side::Client,
+            _ => Side::Server,
+        };
+        let Some(h) = c.http.as_mut() else { return };
+        let mut done = Vec::new();
+        if lost > 0 {
+            self.lost_stream_bytes += lost;
+            done.extend(h.gap(side, lost, ts));
+        }
+        if !fresh.is_empty() {
+            c.fed = true;
+            done.extend(h.feed(side, fresh, ts));
+        }
+        if h.is_not_http() {
+            c.http = None;
+            if !c.muted && c.fd >= 0 && !c.library {
+                c.muted = true;
+            }
+        }
+        self.emit_opened(key);
+        for ex in done {
+            self.emit_exchange(key, ex);
+        }
+    }
+
+    fn emit_opened(&mut self, key: ConnKey) {
+        let Some(c) = self.conns.get_mut(&key) else { return };
+        if c.opened_emitted {
+            return;
+        }
+        c.opened_emitted = true;
+        let ev = ConnectionOpened {
+            connection_id: c.id.clone(),
+            pid: c.pid,
+            local: c.local.map(|a| a.to_string()).unwrap_or_default(),
+            remote: c.remote.map(|a| a.to_string()).unwrap_or_default(),
+            direction: c.direction.unwrap_or(Direction::Egress),
+            tls: c.tls.then(|| TlsInfo {
+                version: c.tls_version.clone(),
+                sni: c.sni.clone(),
+                library: c.library.then(|| "openssl".to_string()),
+            }),
+            container: None,
+        };
+        self.out.push(Event::ConnectionOpened(ev));
+    }
+
+    fn emit_exchange(&mut self, key: ConnKey, ex: http::Exchange) {
+        let Some(c) = self.conns.get_mut(&key) else { return };
+        c.seq += 1;
+        let info: Arc<ProcessInfo> = match self.procs.cached(c.pid) {
+            Some(p) => p.clone(),
+            None => self.procs.get(c.pid),
+        };
+        let ev = transaction::build(c, &info, ex);
+        self.out.push(Event::HttpTransaction(Box::new(ev)));
+    }
+
+    /// Flushes and forgets a connection. `counters`: the kernel's (sent, received).
+    fn close_key(&mut self, key: ConnKey, ts: Timestamp, counters: Option<(u64, u64)>) {
+        let Some(mut c) = self.conns.remove(&key) else { return };
+        if let Some(s) = self.by_pid.get_mut(&c.pid) {
+            s.remove(&key);
+        }
+        self.ssl_to_fd.retain(|_, v| *v != key);
+        let rest = c.http.as_mut().map(|h| h.close(ts)).unwrap_or_default();
+        let (sent, recv) = counters.unwrap_or((c.bytes_sent, c.bytes_recv));
+        c.bytes_sent = c.bytes_sent.max(sent);
+        c.bytes_recv = c.bytes_recv.max(recv);
+        self.conns.insert(key, c);
+        self.emit_opened(key);
+        for ex in rest {
+            self.emit_exchange(key, ex);
+        }
+        let Some(c) = self.conns.remove(&key) else { return };
+        self.out.push(Event::ConnectionClosed(ConnectionClosed {
+            connection_id: c.id,
+            bytes_sent: c.bytes_sent,
+            bytes_received: c.bytes_recv,
+            duration_ms: c.opened.ms_until(ts),
+        }));
+    }
+
+    /// Closes every connection (the capture is stopping).
+    pub fn close_all(&mut self, ts: Timestamp) {
+        let keys: Vec<ConnKey> = self.conns.keys().copied().collect();
+        for k in keys {
+            self.close_key(k, ts, None);
+        }
+    }
+
+    /// Processes known to have a connection, for `process.started` snapshots.
+    pub fn started(&mut self, pid: u32) -> ProcessStarted {
+        self.procs.get(pid).to_started()
+    }
+}
+
+#[cfg(test)]
+mod tests;

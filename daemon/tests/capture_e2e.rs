@@ -1,0 +1,335 @@
+//! End to end, as root: `qtap trace` with real eBPF on this kernel, real servers and real
+//! clients on 127.0.0.1. Each test asserts what a user reads in the stream: the exact
+//! Authorization header, method, path, status, body, exe and pid, on both sides.
+//!
+//! These tests need root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN); run them with
+//! `sudo -E cargo test --test capture_e2e` (CI runs them as root). Without root they fail.
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "capture tests load eBPF programs: run them as root (sudo -E cargo test)");
+}
+
+/// A running `qtap trace`, its lines collected in the background.
+struct Trace {
+    child: Child,
+    lines: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Trace {
+    fn start(args: &[&str]) -> Trace {
+        require_root();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_qtap"))
+            .arg("trace")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start qtap trace");
+        let out = child.stdout.take().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let l2 = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("trace printed a non-JSON line ({e}): {line}"));
+                l2.lock().unwrap().push(v);
+            }
+        });
+        let t = Trace { child, lines };
+        t.wait_for("system.connected", Duration::from_secs(20), |_| true);
+        t
+    }
+
+    fn wait_for(&self, topic: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(v) = self.lines.lock().unwrap().iter().find(|v| v["topic"] == topic && pred(&v["data"])) {
+                return v["data"].clone();
+            }
+            if Instant::now() > end {
+                let seen: Vec<String> = self.lines.lock().unwrap().iter().map(|v| {
+                    let s = v.to_string();
+                    s.chars().take(400).collect()
+                }).collect();
+                panic!("no {topic} event matching within {timeout:?}; saw {} lines:\n{}", seen.len(), seen.join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The transaction on `side` ("egress"/"ingress") whose request carries `token`.
+    fn transaction(&self, side: &str, token: &str) -> Value {
+        self.wait_for("request.http_transaction", Duration::from_secs(15), |d| {
+            d["summary"]["direction"] == side && has_header(&d["transaction"]["request"]["headers"], "authorization", &format!("Bearer {token}"))
+        })
+    }
+
+    fn all(&self, topic: &str) -> Vec<Value> {
+        self.lines.lock().unwrap().iter().filter(|v| v["topic"] == topic).map(|v| v["data"].clone()).collect()
+    }
+}
+
+impl Drop for Trace {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn has_header(headers: &Value, name: &str, value: &str) -> bool {
+    headers.as_array().is_some_and(|hs| hs.iter().any(|h| h[0].as_str().is_some_and(|n| n.eq_ignore_ascii_case(name)) && h[1] == value))
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts fixtures/server.py (TLS when `tls`), returns it and its port.
+fn python_server(tls: Option<&Certs>) -> (Proc, u16) {
+    let mut cmd = Command::new("python3");
+    cmd.arg(fixtures().join("server.py"));
+    if let Some(c) = tls {
+        cmd.arg("--tls").arg(&c.cert).arg(&c.key);
+    }
+    let mut child = cmd.stdout(Stdio::piped()).spawn().expect("python3");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let port = line.trim().parse().unwrap_or_else(|_| panic!("server.py printed {line:?}"));
+    (Proc(child), port)
+}
+
+struct Certs {
+    _dir: tempdir::Dir,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+mod tempdir {
+    pub struct Dir(pub std::path::PathBuf);
+    impl Dir {
+        pub fn new(tag: &str) -> Dir {
+            let p = std::env::temp_dir().join(format!("qtap-test-{tag}-{}-{:?}", std::process::id(), std::thread::current().id()).replace(['(', ')'], ""));
+            let _ = std::fs::remove_dir_all(&p);
+            std::fs::create_dir_all(&p).unwrap();
+            Dir(p)
+        }
+    }
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn certs() -> Certs {
+    let dir = tempdir::Dir::new("certs");
+    let cert = dir.0.join("cert.pem");
+    let key = dir.0.join("key.pem");
+    let st = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .arg("-keyout").arg(&key).arg("-out").arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(st.success());
+    Certs { _dir: dir, cert, key }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Runs a client to completion; returns (pid, stdout).
+fn run(cmd: &mut Command) -> (u32, String) {
+    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("client");
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "client failed: {}", String::from_utf8_lossy(&out.stderr));
+    (pid, String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn token(tag: &str) -> String {
+    format!("{tag}-{}-{}", std::process::id(), Instant::now().elapsed().as_nanos() ^ (std::ptr::addr_of!(tag) as usize as u128))
+}
+
+fn assert_exchange(tx: &Value, method: &str, path: &str, status: u64, body: &str) {
+    let t = &tx["transaction"];
+    assert_eq!(t["request"]["method"], method, "{tx:#}");
+    assert_eq!(t["request"]["path"], path, "{tx:#}");
+    assert_eq!(t["response"]["status"], status, "{tx:#}");
+    assert_eq!(t["response"]["body"]["text"], body, "{tx:#}");
+}
+
+#[test]
+fn plaintext_curl_and_python_server_both_sides() {
+    let trace = Trace::start(&[]);
+    let (server, port) = python_server(None);
+    let tok = token("plain");
+    let (pid, out) = run(Command::new("curl").args(["-sS", &format!("http://127.0.0.1:{port}/hello?x=1"), "-H", &format!("Authorization: Bearer {tok}")]));
+    assert_eq!(out, "hello from python");
+    let eg = trace.transaction("egress", &tok);
+    assert_exchange(&eg, "GET", "/hello?x=1", 200, "hello from python");
+    assert_eq!(eg["summary"]["process"]["exe"], "/usr/bin/curl");
+    assert_eq!(eg["summary"]["process"]["pid"], pid);
+    assert_eq!(eg["summary"]["tls"], false);
+    let ing = trace.transaction("ingress", &tok);
+    assert_exchange(&ing, "GET", "/hello?x=1", 200, "hello from python");
+    assert_eq!(ing["summary"]["process"]["pid"], server.0.id());
+    assert!(ing["summary"]["process"]["exe"].as_str().unwrap().contains("python3"), "{ing:#}");
+    assert_eq!(ing["transaction"]["network"]["local"], format!("127.0.0.1:{port}"));
+}
+
+fn nginx_tls(c: &Certs) -> (Proc, u16, tempdir::Dir) {
+    let dir = tempdir::Dir::new("nginx");
+    let port = free_port();
+    let conf = format!(
+        "daemon off; master_process on; worker_processes 1; pid {d}/nginx.pid; error_log stderr warn;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{ access_log off; client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d}; uwsgi_temp_path {d}; scgi_temp_path {d};\n\
+           server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {cert}; ssl_certificate_key {key};\n\
+             location / {{ default_type text/plain; return 200 \"hello from nginx\"; }} }} }}\n",
+        d = dir.0.display(),
+        cert = c.cert.display(),
+        key = c.key.display()
+    );
+    let path = dir.0.join("nginx.conf");
+    std::fs::File::create(&path).unwrap().write_all(conf.as_bytes()).unwrap();
+    let child = Command::new("nginx").arg("-c").arg(&path).arg("-p").arg(&dir.0).spawn().expect("nginx");
+    let end = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < end, "nginx did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (Proc(child), port, dir)
+}
+
+#[test]
+fn tls_curl_and_nginx_both_sides() {
+    let c = certs();
+    let (_nginx, port, _dir) = nginx_tls(&c);
+    let trace = Trace::start(&[]);
+    let tok = token("tls");
+    let (pid, out) = run(Command::new("curl").args(["-sSk", "--http1.1", &format!("https://127.0.0.1:{port}/x"), "-H", &format!("Authorization: Bearer {tok}")]));
+    assert_eq!(out, "hello from nginx");
+    let eg = trace.transaction("egress", &tok);
+    assert_exchange(&eg, "GET", "/x", 200, "hello from nginx");
+    assert_eq!(eg["summary"]["process"]["exe"], "/usr/bin/curl");
+    assert_eq!(eg["summary"]["process"]["pid"], pid);
+    assert_eq!(eg["summary"]["tls"], true);
+    assert!(eg["transaction"]["request"]["url"].as_str().unwrap().starts_with("https://"));
+    let ing = trace.transaction("ingress", &tok);
+    assert_exchange(&ing, "GET", "/x", 200, "hello from nginx");
+    assert!(ing["summary"]["process"]["exe"].as_str().unwrap().ends_with("nginx"), "{ing:#}");
+    assert_eq!(ing["summary"]["tls"], true);
+}
+
+#[test]
+fn tls_python_client_and_python_server() {
+    let c = certs();
+    let trace = Trace::start(&[]);
+    let (server, port) = python_server(Some(&c));
+    let tok = token("pytls");
+    let (pid, out) = run(Command::new("python3").arg(fixtures().join("client.py")).arg(format!("https://127.0.0.1:{port}/json")).arg(&tok));
+    assert_eq!(out, r#"{"items":[1,2,3],"ok":true}"#);
+    let eg = trace.transaction("egress", &tok);
+    assert_exchange(&eg, "GET", "/json", 200, r#"{"items":[1,2,3],"ok":true}"#);
+    assert_eq!(eg["summary"]["process"]["pid"], pid);
+    assert_eq!(eg["summary"]["tls"], true);
+    let ing = trace.transaction("ingress", &tok);
+    assert_eq!(ing["summary"]["process"]["pid"], server.0.id());
+    assert_eq!(ing["summary"]["content_type"], "application/json");
+}
+
+#[test]
+fn tls_node_client() {
+    let c = certs();
+    let trace = Trace::start(&[]);
+    let (_server, port) = python_server(Some(&c));
+    let tok = token("node");
+    let (pid, out) = run(Command::new("node").arg(fixtures().join("client.js")).arg(format!("https://127.0.0.1:{port}/hello")).arg(&tok));
+    assert_eq!(out, "hello from python");
+    let eg = trace.transaction("egress", &tok);
+    assert_exchange(&eg, "GET", "/hello", 200, "hello from python");
+    assert_eq!(eg["summary"]["process"]["pid"], pid);
+    assert!(eg["summary"]["process"]["exe"].as_str().unwrap().contains("node"), "{eg:#}");
+    trace.transaction("ingress", &tok);
+}
+
+#[test]
+fn one_mib_post_arrives_whole() {
+    let trace = Trace::start(&[]);
+    let (_server, port) = python_server(None);
+    let dir = tempdir::Dir::new("post");
+    let body: Vec<u8> = (0..1_048_576u32).map(|i| b'a' + (i % 26) as u8).collect();
+    std::fs::write(dir.0.join("body"), &body).unwrap();
+    let tok = token("post");
+    let (_, out) = run(Command::new("curl").args(["-sS", &format!("http://127.0.0.1:{port}/upload"), "-H", &format!("Authorization: Bearer {tok}"), "-H", "Content-Type: text/plain", "--data-binary"]).arg(format!("@{}", dir.0.join("body").display())));
+    assert_eq!(out, "got 1048576 bytes");
+    for side in ["egress", "ingress"] {
+        let tx = trace.transaction(side, &tok);
+        let b = &tx["transaction"]["request"]["body"];
+        assert_eq!(b["size"], 1_048_576, "{side}");
+        assert_eq!(b["captured"], 1_048_576, "{side}");
+        assert_eq!(b["truncated"], false, "{side}");
+        assert!(b["text"].as_str().unwrap().as_bytes() == body.as_slice(), "{side}: body differs");
+        assert_eq!(tx["transaction"]["response"]["body"]["text"], "got 1048576 bytes");
+    }
+}
+
+#[test]
+fn three_requests_on_one_keepalive_connection() {
+    let trace = Trace::start(&[]);
+    let (_server, port) = python_server(None);
+    let tok = token("ka");
+    let urls: Vec<String> = (1..=3).map(|i| format!("http://127.0.0.1:{port}/hello?n={i}")).collect();
+    run(Command::new("curl").args(["-sS", "-H", &format!("Authorization: Bearer {tok}")]).args(&urls));
+    trace.wait_for("request.http_transaction", Duration::from_secs(15), |d| {
+        d["summary"]["direction"] == "egress" && d["summary"]["path"] == "/hello?n=3"
+    });
+    let mine: Vec<Value> = trace
+        .all("request.http_transaction")
+        .into_iter()
+        .filter(|d| d["summary"]["direction"] == "egress" && has_header(&d["transaction"]["request"]["headers"], "authorization", &format!("Bearer {tok}")))
+        .collect();
+    let paths: Vec<&str> = mine.iter().map(|d| d["summary"]["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, ["/hello?n=1", "/hello?n=2", "/hello?n=3"]);
+    let conns: std::collections::HashSet<&str> = mine.iter().map(|d| d["summary"]["connection_id"].as_str().unwrap()).collect();
+    assert_eq!(conns.len(), 1, "one keep-alive connection");
+}
+
+#[test]
+fn server_dying_mid_response_loses_nothing_sent() {
+    let trace = Trace::start(&[]);
+    let (server, port) = python_server(None);
+    let spid = server.0.id();
+    let tok = token("die");
+    // curl fails (the response is cut short): that is the point
+    let _ = Command::new("curl").args(["-sS", &format!("http://127.0.0.1:{port}/die"), "-H", &format!("Authorization: Bearer {tok}")]).output();
+    let ing = trace.transaction("ingress", &tok);
+    assert_eq!(ing["summary"]["process"]["pid"], spid);
+    assert_eq!(ing["transaction"]["response"]["status"], 200);
+    assert!(ing["transaction"]["response"]["body"]["text"].as_str().unwrap().starts_with("partial-body-xxxx"), "{ing:#}");
+    assert!(ing["summary"]["error"].is_string(), "an incomplete exchange says so: {ing:#}");
+    let eg = trace.transaction("egress", &tok);
+    assert!(eg["transaction"]["response"]["body"]["text"].as_str().unwrap().starts_with("partial-body-"), "{eg:#}");
+    // the dead server's connection is closed and the process reported stopped
+    let cid = ing["summary"]["connection_id"].as_str().unwrap().to_string();
+    trace.wait_for("connection.closed", Duration::from_secs(10), |d| d["connection_id"] == cid.as_str());
+    trace.wait_for("process.stopped", Duration::from_secs(10), |d| d["pid"] == spid);
+}
