@@ -1,1 +1,132 @@
-//! HTTP/1.x parsing (to be written).
+//! HTTP/1.0 and HTTP/1.1 over one connection: the bytes each side sent, in order, become
+//! request/response exchanges ([`HttpConn`]).
+//!
+//! - Heads are parsed with `httparse` (lenient where browsers are), split across any number
+//!   of feeds, at most [`MAX_HEAD_BYTES`] each.
+//! - Bodies: Content-Length, chunked (extensions ignored, trailers kept in `trailers`, not
+//!   merged into `headers`), close-delimited responses, bodiless HEAD/1xx/204/304 responses.
+//!   The first `max_body_bytes` are kept, everything is counted, and Content-Encoding
+//!   (gzip, deflate, br, zstd, lists) is decoded with a bounded output.
+//! - Keep-alive and pipelining (responses pair with requests first-in first-out); interim
+//!   1xx responses are skipped (their codes are listed in `informational`); 101 and 2xx to
+//!   CONNECT end the exchange and HTTP parsing of the connection.
+//! - Capture gaps and parse errors end the message in progress with an error and the parser
+//!   resynchronises at the next complete, valid start line.
+//!
+//! Memory per connection is bounded: at most [`MAX_PENDING`] exchanges in flight, each with
+//! a head of at most [`MAX_HEAD_BYTES`] and a body of at most `max_body_bytes` per side.
+mod body;
+mod chunked;
+mod conn;
+mod decode;
+mod head;
+mod parser;
+mod slots;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_body;
+#[cfg(test)]
+mod tests_gaps;
+
+use crate::events::{Body, Headers, Timestamp};
+pub use conn::{HttpConn, MAX_PENDING};
+pub use decode::MAX_DECODED_BYTES;
+pub use head::MAX_HEAD_BYTES;
+
+/// Who sent the bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Side {
+    Client,
+    Server,
+}
+
+/// Capture limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BodyLimits {
+    /// Body bytes kept per message (after transfer decoding, before content decoding).
+    /// Decoded output is capped at 8× this, at most [`MAX_DECODED_BYTES`].
+    pub max_body_bytes: usize,
+}
+
+impl Default for BodyLimits {
+    fn default() -> Self {
+        BodyLimits { max_body_bytes: 1_048_576 }
+    }
+}
+
+/// A request as sent.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HttpRequest {
+    pub method: String,
+    /// The request target as sent (origin form with query, absolute form, `*`, authority).
+    pub target: String,
+    /// `HTTP/1.0` or `HTTP/1.1`.
+    pub version: String,
+    /// In order, case kept, duplicates kept.
+    pub headers: Headers,
+    /// Chunked trailer fields, in order (empty without chunked or trailers).
+    pub trailers: Headers,
+    pub body: Body,
+}
+
+/// A final (non-1xx, or 101) response.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub reason: String,
+    pub version: String,
+    pub headers: Headers,
+    pub trailers: Headers,
+    /// Codes of the interim responses skipped before this one (`100`, `103`, ...).
+    pub informational: Vec<u16>,
+    pub body: Body,
+}
+
+impl HttpRequest {
+    /// Headers followed by trailers, the list an event's `headers` shows.
+    pub fn all_headers(&self) -> Headers {
+        self.headers.iter().chain(&self.trailers).cloned().collect()
+    }
+}
+
+impl HttpResponse {
+    /// Headers followed by trailers, the list an event's `headers` shows.
+    pub fn all_headers(&self) -> Headers {
+        self.headers.iter().chain(&self.trailers).cloned().collect()
+    }
+}
+
+/// One request and its response, either possibly missing (see `error`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Exchange {
+    /// `None` when the request was lost in capture or malformed.
+    pub request: Option<HttpRequest>,
+    /// `None` when no response was seen (connection closed, lost, malformed).
+    pub response: Option<HttpResponse>,
+    /// First byte of the request (or when its loss was noticed).
+    pub start: Timestamp,
+    /// Last byte of the request.
+    pub request_sent: Option<Timestamp>,
+    /// First byte of the final response (interim 1xx responses excluded).
+    pub response_start: Option<Timestamp>,
+    /// Last byte of the response, or when the exchange was cut short.
+    pub end: Timestamp,
+    /// Head, framing and body bytes on the wire (bytes lost in capture included).
+    pub request_wire_bytes: u64,
+    /// Same for the response side, interim 1xx responses included.
+    pub response_wire_bytes: u64,
+    /// Why the exchange is incomplete or suspect, e.g. "connection closed before the
+    /// response", "12 bytes lost in capture".
+    pub error: Option<String>,
+}
+
+/// Whether `data`, the first bytes of a stream, plausibly starts an HTTP/1.x request: an
+/// upper-case method token and a space, and if the whole line is there, a target and
+/// `HTTP/1.0` or `HTTP/1.1`. Used to tell which side of a connection is the client.
+pub fn looks_like_request(data: &[u8]) -> bool {
+    matches!(
+        head::check_request_line(data),
+        head::LineCheck::Line | head::LineCheck::Partial { past_method: true }
+    )
+}

@@ -1,0 +1,396 @@
+//! One direction of a connection: a pull parser over the bytes one side sent. It finds
+//! message heads, delimits bodies by the framing the caller sets after each head (the
+//! response framing depends on the request), and resynchronises after errors and gaps by
+//! looking for a complete, valid start line at the beginning of a line.
+//!
+//! Memory: only the head in progress is buffered (at most `MAX_HEAD_BYTES`); body bytes are
+//! handed out as slices of the input.
+use super::chunked::{Chunked, Step};
+use super::head::{check_start_line, parse_head, Framing, Kind, LineCheck, ParsedHead, MAX_HEAD_BYTES, MAX_START_LINE};
+use crate::events::{Headers, Timestamp};
+
+/// What went wrong, which decides what the connection does about it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ErrKind {
+    /// The bytes do not start an HTTP/1.x message at all.
+    StartLine,
+    /// A valid start line, but the head is malformed or too large.
+    Head,
+    /// The body framing broke (chunked syntax).
+    Body,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Ev<'a> {
+    NeedMore,
+    /// A head was parsed; the parser waits for [`SideParser::set_framing`].
+    Head { head: ParsedHead, first_ts: Timestamp },
+    Body(&'a [u8]),
+    /// The message ended; `wire` counts its bytes (head, framing, body).
+    End { wire: u64, trailers: Headers },
+    /// The parser skipped the message and now looks for the next start line.
+    Error { msg: String, kind: ErrKind },
+}
+
+/// Where a capture gap left the parser.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Gap {
+    /// The lost bytes fell inside a body whose length is known: parsing goes on exactly.
+    InBody,
+    /// The lost bytes finished the body (`body_lost` of them) and `extra` more were lost
+    /// after it. The message is over; the parser resynchronises.
+    Overran { body_lost: u64, extra: u64 },
+    /// The message in progress (`Was`) cannot be delimited any more; the parser resynchronises.
+    Cut(Was),
+    /// Nothing in progress was affected (already resynchronising, or stopped).
+    Ignored,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Was {
+    /// Between messages: the lost bytes began a new one.
+    Boundary,
+    Head,
+    Body,
+}
+
+/// What closing the stream means for the message in progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Closed {
+    Clean,
+    /// A close-delimited body ended normally.
+    End { wire: u64 },
+    InHead,
+    InBody,
+}
+
+#[derive(Debug)]
+enum St {
+    Start,
+    AwaitFraming,
+    Length { remaining: u64 },
+    Chunked(Chunked),
+    Close,
+    Resync { line_start: bool },
+    Stopped,
+}
+
+#[derive(Debug)]
+pub(crate) struct SideParser {
+    kind: Kind,
+    st: St,
+    /// The head in progress (Start), or the line fragment being checked (Resync).
+    buf: Vec<u8>,
+    line_ok: bool,
+    first_ts: Timestamp,
+    wire: u64,
+    seen_head: bool,
+}
+
+/// Splits off `input` up to and including the first LF (or all of it).
+fn take_line<'a>(input: &mut &'a [u8]) -> &'a [u8] {
+    let n = input.iter().position(|&c| c == b'\n').map_or(input.len(), |p| p + 1);
+    let (seg, rest) = input.split_at(n);
+    *input = rest;
+    seg
+}
+
+impl SideParser {
+    pub(crate) fn new(kind: Kind) -> Self {
+        SideParser {
+            kind,
+            st: St::Start,
+            buf: Vec::new(),
+            line_ok: false,
+            first_ts: Timestamp::default(),
+            wire: 0,
+            seen_head: false,
+        }
+    }
+
+    /// Whether a head was ever parsed on this side.
+    pub(crate) fn seen_head(&self) -> bool {
+        self.seen_head
+    }
+
+    /// Bytes of the current message so far.
+    pub(crate) fn wire(&self) -> u64 {
+        self.wire
+    }
+
+    /// Sets how the body after the last head is delimited.
+    pub(crate) fn set_framing(&mut self, f: Framing) {
+        self.st = match f {
+            Framing::None => St::Length { remaining: 0 },
+            Framing::Length(n) => St::Length { remaining: n },
+            Framing::Chunked => St::Chunked(Chunked::new()),
+            Framing::Close => St::Close,
+        };
+    }
+
+    /// Abandons the message in progress and looks for the next start line.
+    pub(crate) fn resync(&mut self) {
+        self.buf = Vec::new();
+        self.st = St::Resync { line_start: true };
+    }
+
+    /// Parses nothing more (protocol switched, connection given up).
+    pub(crate) fn stop(&mut self) {
+        self.buf = Vec::new();
+        self.st = St::Stopped;
+    }
+
+    fn fail(&mut self, msg: String, kind: ErrKind, line_start: bool) -> Ev<'static> {
+        self.buf = Vec::new();
+        self.line_ok = false;
+        self.st = St::Resync { line_start };
+        Ev::Error { msg, kind }
+    }
+
+    fn end(&mut self, trailers: Headers) -> Ev<'static> {
+        self.st = St::Start;
+        self.buf.clear();
+        self.line_ok = false;
+        Ev::End { wire: self.wire, trailers }
+    }
+
+    fn what(&self) -> &'static str {
+        match self.kind {
+            Kind::Request => "request",
+            Kind::Response => "status",
+        }
+    }
+
+    /// Consumes from `input` (advancing it) up to the next event.
+    pub(crate) fn next<'a>(&mut self, input: &mut &'a [u8], ts: Timestamp) -> Ev<'a> {
+        loop {
+            match &mut self.st {
+                St::Stopped | St::AwaitFraming => return Ev::NeedMore,
+                St::Start => return self.head_step(input, ts),
+                St::Length { remaining } => {
+                    if *remaining == 0 {
+                        return self.end(Vec::new());
+                    }
+                    if input.is_empty() {
+                        return Ev::NeedMore;
+                    }
+                    let n = usize::try_from(*remaining).unwrap_or(usize::MAX).min(input.len());
+                    let (data, rest) = input.split_at(n);
+                    *input = rest;
+                    *remaining -= n as u64;
+                    self.wire += n as u64;
+                    return Ev::Body(data);
+                }
+                St::Close => {
+                    if input.is_empty() {
+                        return Ev::NeedMore;
+                    }
+                    self.wire += input.len() as u64;
+                    return Ev::Body(std::mem::take(input));
+                }
+                St::Chunked(d) => {
+                    let before = input.len();
+                    let step = d.step(input);
+                    self.wire += (before - input.len()) as u64;
+                    return match step {
+                        Step::Data(b) => Ev::Body(b),
+                        Step::NeedMore => Ev::NeedMore,
+                        Step::Done(trailers) => self.end(trailers),
+                        Step::Error(e) => self.fail(e, ErrKind::Body, false),
+                    };
+                }
+                St::Resync { line_start } => {
+                    if input.is_empty() {
+                        return Ev::NeedMore;
+                    }
+                    if !*line_start {
+                        match input.iter().position(|&c| c == b'\n') {
+                            Some(p) => {
+                                *input = input.get(p + 1..).unwrap_or_default();
+                                *line_start = true;
+                            }
+                            None => *input = &[],
+                        }
+                        continue;
+                    }
+                    let seg = take_line(input);
+                    let ends_line = seg.last() == Some(&b'\n');
+                    if self.buf.len() + seg.len() > MAX_START_LINE {
+                        self.buf = Vec::new();
+                        self.st = St::Resync { line_start: ends_line };
+                        continue;
+                    }
+                    if self.buf.is_empty() {
+                        self.first_ts = ts;
+                    }
+                    self.buf.extend_from_slice(seg);
+                    match check_start_line(self.kind, &self.buf) {
+                        LineCheck::Line => {
+                            self.st = St::Start;
+                            self.line_ok = true;
+                            self.wire = self.buf.len() as u64;
+                        }
+                        LineCheck::Partial { .. } if !ends_line => return Ev::NeedMore,
+                        _ => {
+                            self.buf.clear();
+                            self.st = St::Resync { line_start: ends_line };
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// In `Start`: accumulate and check the start line, then the rest of the head.
+    fn head_step<'a>(&mut self, input: &mut &'a [u8], ts: Timestamp) -> Ev<'a> {
+        if self.buf.is_empty() {
+            // Blank lines between messages are tolerated (RFC 9112 §2.2).
+            let skip = input.iter().take_while(|&&c| c == b'\r' || c == b'\n').count();
+            *input = input.get(skip..).unwrap_or_default();
+            if input.is_empty() {
+                return Ev::NeedMore;
+            }
+            self.first_ts = ts;
+            self.wire = 0;
+            self.line_ok = false;
+        }
+        if !self.line_ok {
+            let seg = take_line(input);
+            let ends_line = seg.last() == Some(&b'\n');
+            self.wire += seg.len() as u64;
+            if self.buf.len() + seg.len() > MAX_START_LINE {
+                let msg = format!("{} line longer than {MAX_START_LINE} bytes", self.what());
+                return self.fail(msg, ErrKind::StartLine, ends_line);
+            }
+            self.buf.extend_from_slice(seg);
+            match check_start_line(self.kind, &self.buf) {
+                LineCheck::Line => self.line_ok = true,
+                LineCheck::Partial { .. } if !ends_line => return Ev::NeedMore,
+                _ => {
+                    let msg = format!("not an HTTP/1.x {} line", self.what());
+                    return self.fail(msg, ErrKind::StartLine, ends_line);
+                }
+            }
+        }
+        while !input.is_empty() {
+            let seg = take_line(input);
+            self.wire += seg.len() as u64;
+            if self.buf.len() + seg.len() > MAX_HEAD_BYTES {
+                let msg = format!("message head larger than {MAX_HEAD_BYTES} bytes");
+                return self.fail(msg, ErrKind::Head, seg.last() == Some(&b'\n'));
+            }
+            self.buf.extend_from_slice(seg);
+            if self.buf.ends_with(b"\n\n") || self.buf.ends_with(b"\n\r\n") {
+                let parsed = parse_head(self.kind, &self.buf);
+                self.buf.clear();
+                self.line_ok = false;
+                return match parsed {
+                    Ok(head) => {
+                        self.seen_head = true;
+                        self.st = St::AwaitFraming;
+                        Ev::Head { head, first_ts: self.first_ts }
+                    }
+                    Err(msg) => self.fail(msg, ErrKind::Head, true),
+                };
+            }
+        }
+        Ev::NeedMore
+    }
+
+    /// `lost` bytes of this side's stream were never seen.
+    pub(crate) fn gap(&mut self, lost: u64) -> Gap {
+        let out = match &mut self.st {
+            St::Stopped => return Gap::Ignored,
+            St::Resync { .. } => Gap::Ignored,
+            St::Length { remaining } if lost <= *remaining => {
+                *remaining -= lost;
+                self.wire = self.wire.saturating_add(lost);
+                return Gap::InBody;
+            }
+            St::Length { remaining } => {
+                let body_lost = *remaining;
+                self.wire = self.wire.saturating_add(body_lost);
+                Gap::Overran { body_lost, extra: lost - body_lost }
+            }
+            St::Chunked(d) => {
+                if d.absorb(lost) {
+                    self.wire = self.wire.saturating_add(lost);
+                    return Gap::InBody;
+                }
+                Gap::Cut(Was::Body)
+            }
+            St::Close => {
+                self.wire = self.wire.saturating_add(lost);
+                return Gap::InBody;
+            }
+            St::Start if self.buf.is_empty() => Gap::Cut(Was::Boundary),
+            St::Start | St::AwaitFraming => Gap::Cut(Was::Head),
+        };
+        self.resync();
+        self.line_ok = false;
+        out
+    }
+
+    /// The stream ended. The parser stops.
+    pub(crate) fn close(&mut self) -> Closed {
+        let out = match &self.st {
+            St::Close => Closed::End { wire: self.wire },
+            St::Length { remaining: 0 } => Closed::End { wire: self.wire },
+            St::Length { .. } | St::Chunked(_) => Closed::InBody,
+            St::Start if !self.buf.is_empty() => Closed::InHead,
+            St::AwaitFraming => Closed::InHead,
+            St::Start | St::Resync { .. } | St::Stopped => Closed::Clean,
+        };
+        self.stop();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events(p: &mut SideParser, mut input: &[u8]) -> Vec<String> {
+        let mut out = Vec::new();
+        loop {
+            match p.next(&mut input, Timestamp(1)) {
+                Ev::NeedMore => return out,
+                Ev::Head { .. } => {
+                    out.push("head".to_string());
+                    p.set_framing(Framing::Length(3));
+                }
+                Ev::Body(b) => out.push(format!("body {}", String::from_utf8_lossy(b))),
+                Ev::End { wire, .. } => out.push(format!("end {wire}")),
+                Ev::Error { kind, .. } => out.push(format!("error {kind:?}")),
+            }
+        }
+    }
+
+    #[test]
+    fn resync_finds_the_next_request_line() {
+        let mut p = SideParser::new(Kind::Request);
+        let ev = events(&mut p, b"\x16\x03garbage\r\nmore junk GET / HTTP/1.1\r\nGET /x HTTP/1.1\r\n\r\nabc");
+        assert_eq!(ev, ["error StartLine", "head", "body abc", "end 22"]);
+    }
+
+    #[test]
+    fn oversized_head_is_an_error_not_memory() {
+        let mut p = SideParser::new(Kind::Request);
+        let mut ev = events(&mut p, b"GET / HTTP/1.1\r\n");
+        for _ in 0..100 {
+            ev.extend(events(&mut p, &[b'X'; 1024]));
+        }
+        assert_eq!(ev, ["error Head"]);
+        assert!(p.buf.capacity() <= MAX_START_LINE * 2);
+    }
+
+    #[test]
+    fn gap_inside_a_known_length_is_absorbed() {
+        let mut p = SideParser::new(Kind::Response);
+        assert_eq!(events(&mut p, b"HTTP/1.1 200 OK\r\n\r\na"), ["head", "body a"]);
+        assert_eq!(p.gap(1), Gap::InBody);
+        assert_eq!(events(&mut p, b"cHTTP/1.1 200 OK\r\n\r\n"), ["body c", "end 22", "head"]);
+        assert_eq!(p.gap(5), Gap::Overran { body_lost: 3, extra: 2 });
+        assert_eq!(p.gap(5), Gap::Ignored);
+    }
+}
