@@ -114,7 +114,9 @@ function scheduleFlush() {
 
 function flush() {
   flushTimer = 0;
+  // a burst larger than the ring: only the newest fit, the rest count as evicted
   const batch = inbox.length > live.maxCount ? inbox.slice(-live.maxCount) : inbox;
+  live.evictedTotal += inbox.length - batch.length;
   inbox = [];
   for (const d of batch) {
     const rec = makeRecord(d.summary, d.transaction, 'live');
@@ -288,8 +290,9 @@ function refreshChrome() {
   }
   const total = live.length + imported.length;
   $('#count').textContent = view.length === total ? `${total} requests` : `${view.length} / ${total} requests`;
-  $('#transferred').textContent = `${fmtBytes(transferred)} bodies`;
-  $('#buffer').textContent = `buffer ${live.length}/${live.maxCount} · ${fmtBytes(live.bytes)}/${Math.round(live.maxBytes / MiB)} MiB${live.evictedTotal ? ` · ${live.evictedTotal} evicted` : ''}`;
+  $('#transferred').textContent = `${fmtBytes(transferred)} of bodies`;
+  $('#transferred').title = 'Request + response body bytes on the wire, for the requests shown';
+  $('#buffer').textContent = `buffer ${live.length}/${live.maxCount} · ${fmtBytes(live.bytes)} of ${Math.round(live.maxBytes / MiB)} MiB${live.evictedTotal ? ` · ${live.evictedTotal} evicted` : ''}`;
   $('#buffer').title = 'Oldest requests are dropped first when a limit is reached (⚙ to change)';
   const chip = $('#imported-chip');
   chip.hidden = imported.length === 0;

@@ -49,9 +49,10 @@ export function toCurl(tx) {
   if (truncated) {
     pre.push(`# warning: the request body was truncated by the capture (${body.captured} of ${body.size} bytes kept)`);
   }
-  const args = ['curl'];
-  if (!(method === 'GET' && !hasBody) && !(method === 'POST' && hasBody)) args.push(`-X ${shellQuote(method)}`);
-  args.push(shellQuote(url));
+  let first = 'curl';
+  if (!(method === 'GET' && !hasBody) && !(method === 'POST' && hasBody)) first += ` -X ${shellQuote(method)}`;
+  first += ` ${shellQuote(url)}`;
+  const args = [first];
   if (req.http_version === 'HTTP/1.0') args.push('--http1.0');
   let compressed = false;
   for (const [name, value] of req.headers || []) {

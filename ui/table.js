@@ -165,10 +165,10 @@ export class VirtualTable {
       row.cells[c.id] = cell;
       row.append(cell);
     }
-    row.src = el('span', { className: 'src-badge', title: 'imported from a HAR file' }, 'HAR');
+    row.srcBadge = el('span', { className: 'src-badge', title: 'imported from a HAR file' }, 'HAR');
     row.nameText = el('span', { className: 'name-text' });
-    row.dir = el('span', { className: 'dir' });
-    row.cells.name.append(row.dir, row.src, row.nameText);
+    row.dirMark = el('span', { className: 'dir' });
+    row.cells.name.append(row.dirMark, row.srcBadge, row.nameText);
     row.bar = el('div', { className: 'bar' });
     row.barWait = el('div', { className: 'bar-wait' });
     row.barDl = el('div', { className: 'bar-dl' });
@@ -182,10 +182,10 @@ export class VirtualTable {
     row.dataset.id = rec.id;
     row.classList.toggle('error', isErrorRow(rec.summary));
     row.classList.toggle('imported', rec.source === 'imported');
-    row.src.hidden = rec.source !== 'imported';
+    row.srcBadge.hidden = rec.source !== 'imported';
     const ingress = rec.summary.direction === 'ingress';
-    row.dir.textContent = ingress ? '↓' : '↑';
-    row.dir.title = ingress ? 'ingress: this host served it' : 'egress: this host sent it';
+    row.dirMark.textContent = ingress ? '↓' : '↑';
+    row.dirMark.title = ingress ? 'ingress: this host served it' : 'egress: this host sent it';
     for (const c of COLUMNS) {
       if (!c.text) continue;
       const cell = row.cells[c.id];

@@ -270,7 +270,7 @@ export function bulkTransactions(n, t0 = BASE_MS + 60000, prefix = 'bulk') {
   for (let i = 0; i < n; i++) {
     const status = statuses[i % statuses.length];
     out.push(transaction({
-      id: `${prefix}-${i}`, host: `svc${i % 7}.internal:8080`, path: `/items/${i}`, status, reason: 'OK', startMs: t0 + i * 10, phases: [0.1, 2 + (i % 13), 1],
+      id: `${prefix}-${i}`, host: `svc${i % 7}.internal:8080`, path: `/items/${prefix}-${i}`, status, reason: 'OK', startMs: t0 + i * 10, phases: [0.1, 2 + (i % 13), 1],
       process: i % 3 ? PROCESSES.node : PROCESSES.curl, connection_id: `bulkc${i % 50}`,
       resHeaders: [['Content-Type', 'application/json']], resBody: body(`{"i":${i}}`),
     }));

@@ -80,7 +80,12 @@ export async function startFixtureServer({ port = 0, onConnect } = {}) {
         if (chunk) c.res.write(chunk);
       }
     },
-    /** Ends every event stream, as a daemon restart would. */
+    /** Ends every event stream cleanly, as a daemon that shuts down does. */
+    endClients() {
+      for (const c of clients) c.res.end();
+      clients.clear();
+    },
+    /** Cuts every event stream, as a network failure would. */
     dropClients() {
       for (const c of clients) c.res.destroy();
       clients.clear();

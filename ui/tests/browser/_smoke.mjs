@@ -1,0 +1,12 @@
+import { setup, row } from './harness.mjs';
+const h = await setup();
+const page = await h.open();
+await h.emit('basic');
+await page.waitForTimeout(500);
+console.log('rows', await page.locator('.grid-rows .row').count());
+await page.screenshot({ path: '/tmp/ui-shot.png' });
+await row(page, 'orders?dry_run=false').click();
+await page.waitForTimeout(200);
+await page.screenshot({ path: '/tmp/ui-shot2.png' });
+console.log(page.problems);
+await h.close();
