@@ -50,9 +50,8 @@ const detail = new DetailPane($('#detail'), {
 
 function closeDetail() {
   detail.close();
-  table.selected = null;
+  table.select(null);
   main.classList.remove('with-detail');
-  table.schedule();
   table.scroller.focus({ preventScroll: true });
 }
 

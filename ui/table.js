@@ -223,6 +223,7 @@ export class VirtualTable {
   /** Selects a record (scrolls to it) and tells the owner. */
   select(rec, { scroll = false } = {}) {
     this.selected = rec;
+    for (const row of this.pool) row.classList.toggle('selected', !!rec && row.rec === rec);
     if (scroll && rec) this.scrollToIndex(this.view.indexOf(rec));
     this.schedule();
     this.onSelect(rec);

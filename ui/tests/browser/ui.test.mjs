@@ -259,7 +259,7 @@ test('keyboard: Up/Down move between rows and update the detail, Esc closes it',
     assert.match(await url(), /\/health$/);
     await page.keyboard.press('ArrowDown');
     await until(async () => /orders\?dry_run=false$/.test(await url()), 'moved down');
-    assert.equal(await page.locator('.row.selected .name-text').textContent(), 'orders?dry_run=false');
+    await until(async () => (await page.locator('.row.selected .name-text').allTextContents()).join() === 'orders?dry_run=false', 'row highlighted');
     await page.keyboard.press('ArrowUp');
     await page.keyboard.press('ArrowUp');
     await until(async () => /widgets$/.test(await url()), 'moved up twice');
@@ -461,4 +461,20 @@ test('screenshots (light with detail, dark)', async () => {
     await page.waitForTimeout(100);
     await page.screenshot({ path: '/tmp/ui-shot-dark.png' });
   }, { colorScheme: 'dark' });
+});
+
+test('the page is served with the strict CSP, and a violation would be caught', async () => {
+  const page = await h.open();
+  try {
+    const res = await page.request.get(`${h.base}/devtools/`);
+    const csp = res.headers()['content-security-policy'] || '';
+    for (const d of ["default-src 'self'", "script-src 'self'", "style-src 'self'", "connect-src 'self'", "object-src 'none'", "frame-ancestors 'none'"]) {
+      assert.ok(csp.includes(d), `CSP has ${d}: ${csp}`);
+    }
+    // the detector itself: an inline style attribute must be refused and reported
+    await page.evaluate(() => document.body.setAttribute('style', 'color: red'));
+    await until(async () => page.problems.some((p) => /CSP violation: style-src-attr/.test(p)), 'violation reported');
+  } finally {
+    await page.done();
+  }
 });
