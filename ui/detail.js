@@ -10,6 +10,7 @@ import { headerDiff } from './har.js';
 
 const HEX_LIMIT = 64 * 1024;
 const TEXT_LIMIT = 2 * 1024 * 1024;
+const COLOR_LIMIT = 256 * 1024; // past this, pretty JSON is shown without colours
 
 const TABS = [
   ['headers', 'Headers'],
@@ -200,7 +201,7 @@ export class DetailPane {
     const binary = body.encoding === 'base64';
     const modes = [];
     const pretty = !binary && (isJsonType(mime) || !isFormType(mime)) ? prettyJson(body.text) : null;
-    if (binary && isImageType(mime)) modes.push('preview');
+    if (isImageType(mime)) modes.push('preview'); // <img> never runs scripts, SVG included
     if (pretty !== null) modes.push('pretty');
     if (!binary && isFormType(mime)) modes.push('form');
     modes.push(binary ? 'base64' : 'raw');
@@ -250,7 +251,7 @@ export class DetailPane {
 
   jsonPre(text) {
     const pre = el('pre', { className: 'json' });
-    if (text.length > TEXT_LIMIT) {
+    if (text.length > COLOR_LIMIT) {
       pre.textContent = text;
       return pre;
     }
@@ -294,7 +295,7 @@ export class DetailPane {
     table.append(el('div', { className: 'timing-row total' }, el('span', { className: 'kv-k' }, 'Total'), el('span', { className: 'tbar-track' }), el('span', { className: 'kv-v num' }, fmtMs(total))));
     const notes = [];
     if (!t.response_start) notes.push(el('div', { className: 'note warn' }, rec.summary.error || 'No response byte was seen.'));
-    return [this.section('Timing', table), ...notes, el('div', { className: 'muted' }, 'Waiting = first response byte − request sent; download = end − first response byte.')];
+    return [this.section('Timing', table), ...notes, el('div', { className: 'muted explain' }, 'Waiting = first response byte − request sent; download = end − first response byte.')];
   }
 
   connectionTab(rec) {
