@@ -100,7 +100,7 @@ export async function viewCount(page) {
 
 // ---- QTAP_URL mode: real traffic ------------------------------------------------------
 
-async function startTrafficTarget() {
+export async function startTrafficTarget() {
   const png = pngBytes();
   const bin = binaryBytes();
   const server = http.createServer((req, res) => {
