@@ -48,6 +48,25 @@ const detail = new DetailPane($('#detail'), {
   connection: (id) => connections.get(id),
 });
 
+// drag the splitter to resize the list beside the detail pane (CSSOM, allowed by the CSP)
+const splitter = $('#splitter');
+splitter.addEventListener('pointerdown', (e) => {
+  splitter.setPointerCapture(e.pointerId);
+  splitter.classList.add('dragging');
+  const box = main.getBoundingClientRect();
+  const move = (ev) => {
+    const w = Math.max(200, Math.min(box.width - 320, ev.clientX - box.left));
+    $('#grid').style.flexBasis = `${w}px`;
+  };
+  const up = () => {
+    splitter.classList.remove('dragging');
+    splitter.removeEventListener('pointermove', move);
+    splitter.removeEventListener('pointerup', up);
+  };
+  splitter.addEventListener('pointermove', move);
+  splitter.addEventListener('pointerup', up);
+});
+
 function closeDetail() {
   detail.close();
   table.select(null);

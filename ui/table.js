@@ -74,6 +74,7 @@ export class VirtualTable {
       this.head.append(el('div', { className: `cell col-${c.id}${c.wide ? ' wide' : ''}`, role: 'columnheader' }, c.title));
     }
     this.wfHead = this.head.querySelector('.col-waterfall');
+    this.wfHead.title = 'Bars are placed over the time range of the rows on screen (imported rows over their own range)';
     this.scroller = el('div', { className: 'grid-scroll', tabIndex: 0, role: 'rowgroup' });
     this.spacer = el('div', { className: 'grid-spacer' });
     this.rows = el('div', { className: 'grid-rows' });

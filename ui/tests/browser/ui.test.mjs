@@ -263,6 +263,15 @@ test('keyboard: Up/Down move between rows and update the detail, Esc closes it',
     await page.keyboard.press('ArrowUp');
     await page.keyboard.press('ArrowUp');
     await until(async () => /widgets$/.test(await url()), 'moved up twice');
+    // the splitter resizes the list
+    const before = (await page.locator('#grid').boundingBox()).width;
+    const sb = await page.locator('#splitter').boundingBox();
+    await page.mouse.move(sb.x + 2, sb.y + 100);
+    await page.mouse.down();
+    await page.mouse.move(sb.x + 202, sb.y + 100, { steps: 4 });
+    await page.mouse.up();
+    const afterW = (await page.locator('#grid').boundingBox()).width;
+    assert.ok(Math.abs(afterW - before - 200) < 10, `list ${before} → ${afterW}`);
     await page.keyboard.press('Escape');
     await until(() => page.locator('#detail').isHidden(), 'pane closed');
     assert.equal(await page.locator('.row.selected').count(), 0);
