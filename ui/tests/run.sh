@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Runs the UI tests: unit tests of the pure modules, then the browser tests in headless
+# Chromium. Installs the npm test dependency (playwright-core) when it is missing.
+#   bash ui/tests/run.sh            # fixture server
+#   QTAP_URL=http://localhost:10001 bash ui/tests/run.sh   # against a running daemon
+# Env: CHROMIUM (default /usr/bin/chromium), SKIP_BROWSER=1 to run the unit tests only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v node >/dev/null; then
+  echo "node is required (Node 20+)" >&2
+  exit 1
+fi
+
+status=0
+echo "== unit tests (node --test tests/unit/)"
+node --test tests/unit/ || status=1
+
+if [[ "${SKIP_BROWSER:-}" == 1 ]]; then
+  exit "$status"
+fi
+
+if [[ ! -d node_modules/playwright-core ]]; then
+  echo "== installing test dependencies (npm ci)"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+chromium="${CHROMIUM:-/usr/bin/chromium}"
+if [[ ! -x "$chromium" ]]; then
+  echo "Chromium not found at $chromium — install it (apt-get install -y chromium) or set CHROMIUM" >&2
+  exit 1
+fi
+
+echo "== browser tests (node --test tests/browser/)${QTAP_URL:+ against $QTAP_URL}"
+node --test --test-concurrency=1 tests/browser/ || status=1
+
+if [[ "$status" != 0 ]]; then
+  echo "UI tests FAILED" >&2
+fi
+exit "$status"
