@@ -6,4 +6,7 @@
 //! `server` (SSE over hyper) and `cli`.
 pub mod events;
 pub mod http;
+pub mod attribution;
 pub mod capture;
+pub mod engine;
+pub mod streams;

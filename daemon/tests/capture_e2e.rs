@@ -199,7 +199,7 @@ fn nginx_tls(c: &Certs) -> (Proc, u16, tempdir::Dir) {
     let dir = tempdir::Dir::new("nginx");
     let port = free_port();
     let conf = format!(
-        "daemon off; master_process on; worker_processes 1; pid {d}/nginx.pid; error_log stderr warn;\n\
+        "daemon off; master_process off; worker_processes 1; pid {d}/nginx.pid; error_log stderr warn;\n\
          events {{ worker_connections 64; }}\n\
          http {{ access_log off; client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d}; uwsgi_temp_path {d}; scgi_temp_path {d};\n\
            server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {cert}; ssl_certificate_key {key};\n\

@@ -185,8 +185,8 @@ impl Capture {
         ensure_tracefs()?;
         let self_tgid = std::process::id();
         let mut ebpf = EbpfLoader::new()
-            .set_global("SELF_TGID", &self_tgid, true)
-            .set_max_entries("EVENTS", cfg.ring_bytes)
+            .override_global("SELF_TGID", &self_tgid, true)
+            .map_max_entries("EVENTS", cfg.ring_bytes)
             .load(OBJECT)
             .map_err(|e| {
                 let s = format!("{e:#}");

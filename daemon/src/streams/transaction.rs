@@ -42,15 +42,18 @@ pub(super) fn build(c: &Conn, p: &ProcessInfo, ex: Exchange) -> HttpTransaction 
         _ => String::new(),
     };
     let (method, target, req_version, req_headers, req_body) = match ex.request {
-        Some(r) => (r.method, r.target, r.version, r.headers, r.body),
+        Some(r) => {
+            let headers = r.all_headers();
+            (r.method, r.target, r.version, headers, r.body)
+        }
         None => (String::new(), String::new(), String::new(), Vec::new(), Body::empty()),
     };
     let (url, scheme, authority, host, path) = url_parts(&target, header(&req_headers, "host"), &fallback, c.tls);
     let response = ex.response.map(|r| Response {
+        headers: r.all_headers(),
         status: r.status,
         reason: r.reason,
         http_version: r.version,
-        headers: r.headers,
         body: r.body,
     });
     let content_type = response.as_ref().and_then(|r| header(&r.headers, "content-type")).map(str::to_string);
