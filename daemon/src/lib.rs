@@ -6,3 +6,4 @@
 //! `server` (SSE over hyper) and `cli`.
 pub mod events;
 pub mod http;
+pub mod hub;
