@@ -7,3 +7,7 @@
 pub mod events;
 pub mod http;
 pub mod hub;
+pub mod cli;
+pub mod logging;
+pub mod server;
+pub mod trace;
