@@ -467,17 +467,15 @@ fn housekeeping(weak: Weak<Inner>) {
         if life.shut_down {
             return;
         }
-        if let Some(at) = life.detach_at {
-            if now >= at {
-                life.detach_at = None;
-                if life.clients == 0 && life.attached {
-                    life.attached = false;
-                    for p in &mut life.probes {
-                        p.status = "detached".into();
-                    }
-                    inner.control.detach();
-                    tracing::info!("probes detached (no client)");
+        if life.detach_at.is_some_and(|at| now >= at) {
+            life.detach_at = None;
+            if life.clients == 0 && life.attached {
+                life.attached = false;
+                for p in &mut life.probes {
+                    p.status = "detached".into();
                 }
+                inner.control.detach();
+                tracing::info!("probes detached (no client)");
             }
         }
         let wait = life

@@ -81,10 +81,8 @@ fn split_host(h: &str) -> Option<(&str, Option<&str>)> {
             None => (h, None),
         }
     };
-    if let Some(p) = port {
-        if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
+    if port.is_some_and(|p| p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit())) {
+        return None;
     }
     Some((name, port))
 }

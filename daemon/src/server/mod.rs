@@ -159,8 +159,9 @@ pub async fn run(listener: listen::Listener, hub: Hub, opts: RunOptions) -> std:
         local_addr.port(),
         if listener.socket_activated { ", socket-activated" } else { "" }
     );
-    let status = systemd::spawn_status_and_watchdog(hub.clone());
-    systemd::ready(&hub.status().line());
+    let ready = hub.status().line();
+    systemd::ready(&ready);
+    let status = systemd::spawn_status_and_watchdog(hub.clone(), ready);
     serve(tcp, hub, cfg, activity, stop).await;
     status.abort();
     Ok(())
