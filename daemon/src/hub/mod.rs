@@ -32,6 +32,11 @@ pub trait ProbeControl: Send + Sync + 'static {
     fn limits(&self, configured: Limits) -> Limits {
         configured
     }
+    /// The current probe list while attached, when it changes after `attach` (libraries of
+    /// new processes); `None` keeps the list `attach` returned.
+    fn probes(&self) -> Option<Vec<ProbeStatus>> {
+        None
+    }
 }
 
 /// Defaults announced in `system.connected` when the engine does not say otherwise.
@@ -182,6 +187,14 @@ impl Inner {
     fn life(&self) -> MutexGuard<'_, Life> {
         self.life.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// Takes the engine's current probe list, while attached, if it keeps one.
+    fn refresh_probes(&self, life: &mut Life) {
+        match self.control.probes() {
+            Some(now) if life.attached => life.probes = now,
+            _ => {}
+        }
+    }
 }
 
 impl Drop for Inner {
@@ -288,6 +301,7 @@ impl Hub {
                     }
                 }
             }
+            inner.refresh_probes(&mut life);
             (life.probes.clone(), life.attach_error.clone(), life.attached)
         };
         // From here on, `Subscription::drop` undoes the count above.
@@ -359,7 +373,8 @@ impl Hub {
     pub fn status(&self) -> HubStatus {
         let inner = &self.inner;
         let (probes, attached, attach_error, clients) = {
-            let life = inner.life();
+            let mut life = inner.life();
+            inner.refresh_probes(&mut life);
             (life.probes.clone(), life.attached, life.attach_error.clone(), life.clients)
         };
         let st = &inner.fanout.stats;

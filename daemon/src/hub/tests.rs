@@ -10,6 +10,8 @@ struct Double {
     sink: Mutex<Option<Publisher>>,
     fail: Mutex<Option<String>>,
     snapshot: Vec<Event>,
+    /// what `probes()` reports after attach, if set
+    later_probes: Mutex<Option<Vec<ProbeStatus>>>,
 }
 
 impl ProbeControl for Double {
@@ -27,6 +29,9 @@ impl ProbeControl for Double {
     }
     fn snapshot(&self) -> Vec<Event> {
         self.snapshot.clone()
+    }
+    fn probes(&self) -> Option<Vec<ProbeStatus>> {
+        self.later_probes.lock().unwrap().clone()
     }
 }
 
@@ -251,4 +256,22 @@ fn publish_from_many_threads_without_clients_or_with() {
         .collect();
     threads.into_iter().for_each(|t| t.join().unwrap());
     assert_eq!(drain(&mut s).len(), 4001);
+}
+
+#[test]
+fn probe_list_follows_the_engine_while_attached() {
+    let (d, hub) = hub(1000, 16);
+    let _a = hub.subscribe(None).unwrap();
+    assert_eq!(hub.status().probes.len(), 1);
+    let more = vec![
+        ProbeStatus { library: "syscalls".into(), path: "tracepoints".into(), status: "attached".into() },
+        ProbeStatus { library: "openssl".into(), path: "/usr/lib/libssl.so.3".into(), status: "attached".into() },
+    ];
+    *d.later_probes.lock().unwrap() = Some(more.clone());
+    assert_eq!(hub.status().probes, more);
+    let mut b = hub.subscribe(None).unwrap();
+    match b.try_next().unwrap().event() {
+        Event::Connected(c) => assert_eq!(c.probes, more),
+        e => panic!("{e:?}"),
+    }
 }

@@ -8,6 +8,7 @@ use std::borrow::Cow;
 #[exclude = "node_modules/*"]
 #[exclude = "package*.json"]
 #[exclude = ".*"]
+#[exclude = "*.md"]
 struct Ui;
 
 pub struct Asset {
@@ -67,7 +68,7 @@ mod tests {
 
     #[test]
     fn traversal_and_excluded_files_are_not_served() {
-        for p in ["../Cargo.toml", "..%2fCargo.toml", "/etc/passwd", "a//b", "./index.html", "tests/unit/x.js", "package.json", "nope.js"] {
+        for p in ["../Cargo.toml", "..%2fCargo.toml", "/etc/passwd", "a//b", "./index.html", "tests/unit/x.js", "package.json", "README.md", "nope.js"] {
             assert!(get(p).is_none(), "{p}");
         }
     }
