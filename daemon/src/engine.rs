@@ -227,3 +227,30 @@ fn run(
     }
     drop(cap);
 }
+
+impl crate::hub::ProbeControl for Engine {
+    fn attach(&self, sink: crate::hub::Publisher) -> Result<Vec<ProbeStatus>, String> {
+        self.start(Box::new(move |ev| sink.publish(ev))).map_err(|e| e.to_string())
+    }
+
+    fn detach(&self) {
+        self.stop();
+    }
+
+    fn snapshot(&self) -> Vec<Event> {
+        Engine::snapshot(self)
+    }
+
+    fn probes(&self) -> Option<Vec<ProbeStatus>> {
+        self.is_running().then(|| Engine::probes(self))
+    }
+
+    fn limits(&self, configured: crate::events::Limits) -> crate::events::Limits {
+        crate::events::Limits {
+            max_body_bytes: self.config().max_body_bytes as u64,
+            chunk_bytes: qtap_common::CHUNK_SIZE as u64,
+            max_bytes_per_call: (qtap_common::CHUNK_SIZE as u64) * u64::from(qtap_common::MAX_CHUNKS_PER_CALL),
+            ..configured
+        }
+    }
+}

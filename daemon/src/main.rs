@@ -1,35 +1,96 @@
-//! Temporary wiring until the DevTools server lands: `qtap trace` only.
+//! `qtap`: wiring only. The command line picks a mode; the capture engine comes from
+//! `make_engine`; the hub fans its events out to the HTTP server or to `qtap trace`.
+use anyhow::Context as _;
+use clap::Parser as _;
+use qtap::cli::{CaptureConfig, Cli, DevToolsConfig, Mode, TraceConfig};
 use qtap::engine::{Engine, EngineConfig};
-use qtap::events::{Connected, Envelope, Event, Limits};
-use std::io::Write;
+use qtap::events::Limits;
+use qtap::hub::{Hub, HubConfig, ProbeControl};
+use qtap::logging::Sink;
+use qtap::server::{self, listen};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
-fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) != Some("trace") {
-        eprintln!("usage: qtap trace");
-        std::process::exit(2);
+/// The capture engine behind the hub.
+fn make_engine(cfg: &CaptureConfig) -> Arc<dyn ProbeControl> {
+    Arc::new(Engine::new(EngineConfig { max_body_bytes: cfg.max_body_bytes as usize, ..EngineConfig::default() }))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mode = cli.mode();
+    if let Mode::Help = mode {
+        eprintln!("{}", Cli::help_text());
+        eprintln!("qtap: nothing to do: pass --enable-dev-tools (or set ENABLE_DEV_TOOLS=true), or use `qtap trace`");
+        return ExitCode::from(2);
     }
-    let engine = Engine::new(EngineConfig::default());
-    let out = std::sync::Arc::new(std::sync::Mutex::new(std::io::stdout()));
-    let o2 = out.clone();
-    let sink = Box::new(move |ev: Event| {
-        let mut o = o2.lock().unwrap();
-        let _ = writeln!(o, "{}", Envelope::new(ev).to_ndjson());
-        let _ = o.flush();
-    });
-    match engine.start(sink) {
-        Ok(probes) => {
-            let c = Event::Connected(Connected { version: "dev".into(), hostname: String::new(), kernel: String::new(), probes, limits: Limits { max_body_bytes: 1 << 20, chunk_bytes: 16384, max_bytes_per_call: 1 << 20, client_queue: 0 } });
-            let mut o = out.lock().unwrap();
-            let _ = writeln!(o, "{}", Envelope::new(c).to_ndjson());
-            let _ = o.flush();
-        }
+    let sink = qtap::logging::init(cli.log_level);
+    let result = match mode {
+        Mode::DevTools(cfg) => devtools(cfg),
+        Mode::Trace(cfg) => trace(cfg),
+        Mode::Help => unreachable!(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("qtap: {e}");
-            std::process::exit(1);
+            tracing::error!("{e:#}");
+            // a journal-bound log may not reach whoever ran the command; stderr does,
+            // unless stderr is itself the journal
+            if sink == Sink::Journald && std::env::var_os("JOURNAL_STREAM").is_none() {
+                eprintln!("qtap: {e:#}");
+            }
+            ExitCode::FAILURE
         }
     }
-    loop {
-        std::thread::sleep(std::time::Duration::from_secs(3600));
-    }
+}
+
+fn hub_config(grace: Duration, capture: &CaptureConfig) -> HubConfig {
+    let d = HubConfig::default();
+    HubConfig { grace, limits: Limits { max_body_bytes: capture.max_body_bytes, ..d.limits.clone() }, ..d }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("qtap-io")
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn devtools(cfg: DevToolsConfig) -> anyhow::Result<()> {
+    // first, while there is one thread: reading LISTEN_FDS edits the environment
+    let listener = listen::acquire(&cfg.listen, cfg.allow_remote)?;
+    let rt = runtime()?;
+    let hub = Hub::new(make_engine(&cfg.capture), hub_config(cfg.grace, &cfg.capture));
+    let opts = server::RunOptions {
+        allow_remote: cfg.allow_remote,
+        idle_timeout: cfg.idle_timeout,
+        keep_alive: server::DEFAULT_KEEP_ALIVE,
+    };
+    rt.block_on(server::run(listener, hub, opts)).context("serving DevTools")?;
+    rt.shutdown_timeout(Duration::from_secs(1));
+    Ok(())
+}
+
+fn trace(cfg: TraceConfig) -> anyhow::Result<()> {
+    let rt = runtime()?;
+    // a trace is one client: probes go as soon as it ends
+    let hub = Hub::new(make_engine(&cfg.capture), hub_config(Duration::ZERO, &cfg.capture));
+    let out = std::io::stdout().lock();
+    let res = rt.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let stop = async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        };
+        anyhow::Ok(qtap::trace::run(&hub, cfg.topics, out, stop).await)
+    })?;
+    hub.shutdown("trace stopped");
+    rt.shutdown_timeout(Duration::from_secs(1));
+    Ok(res?)
 }

@@ -122,3 +122,39 @@ mod tests {
         assert_eq!(libssl_paths_in_maps(maps), vec!["/usr/lib/x86_64-linux-gnu/libssl.so.3".to_string()]);
     }
 }
+
+/// The executable of `pid`, opened through its root.
+pub fn exe_of(proc_root: &Path, pid: u32) -> Option<LibFile> {
+    let base = proc_root.join(pid.to_string());
+    let target = std::fs::read_link(base.join("exe")).ok()?;
+    let shown = target.to_str()?.trim_end_matches(" (deleted)").to_string();
+    if !shown.starts_with('/') {
+        return None;
+    }
+    lib_file(base.join("root").join(shown.trim_start_matches('/')), shown)
+}
+
+/// Whether an ELF file defines OpenSSL's `SSL_write` and `SSL_read` (a statically linked
+/// OpenSSL or BoringSSL, as in Node.js): read lazily, so a large binary costs little.
+pub fn defines_ssl_symbols(path: &Path) -> bool {
+    use object::{Object, ObjectSymbol};
+    let Ok(file) = std::fs::File::open(path) else { return false };
+    let cache = object::ReadCache::new(file);
+    let Ok(obj) = object::File::parse(&cache) else { return false };
+    let mut read = false;
+    let mut write = false;
+    for sym in obj.dynamic_symbols().chain(obj.symbols()) {
+        if sym.is_undefined() {
+            continue;
+        }
+        match sym.name() {
+            Ok("SSL_read") => read = true,
+            Ok("SSL_write") => write = true,
+            _ => {}
+        }
+        if read && write {
+            return true;
+        }
+    }
+    false
+}

@@ -133,6 +133,8 @@ pub struct Capture {
     ebpf: Ebpf,
     cfg: CaptureConfig,
     attached_libs: HashSet<(u64, u64)>,
+    /// executables already looked at for a static OpenSSL
+    checked_exes: HashSet<(u64, u64)>,
     probes: Vec<ProbeStatus>,
     last_drops: [u64; drop_reason::COUNT as usize],
     /// CLOCK_REALTIME − CLOCK_MONOTONIC, in ns
@@ -249,6 +251,7 @@ impl Capture {
             ebpf,
             cfg,
             attached_libs: HashSet::new(),
+            checked_exes: HashSet::new(),
             probes,
             last_drops: [0; drop_reason::COUNT as usize],
             wall_offset,
@@ -323,9 +326,17 @@ impl Capture {
         Some(st)
     }
 
-    /// Attaches to the TLS libraries `pid` maps that are not probed yet.
+    /// Attaches to the TLS libraries `pid` maps that are not probed yet, and to its
+    /// executable when that carries OpenSSL itself (statically linked, e.g. Node.js).
     pub fn attach_libs_of(&mut self, pid: u32) -> Vec<ProbeStatus> {
-        libs::scan_pid(&self.cfg.proc_root, pid).iter().filter_map(|l| self.attach_lib(l)).collect()
+        let mut out: Vec<ProbeStatus> = libs::scan_pid(&self.cfg.proc_root, pid).iter().filter_map(|l| self.attach_lib(l)).collect();
+        if let Some(exe) = libs::exe_of(&self.cfg.proc_root, pid) {
+            let key = (exe.dev, exe.ino);
+            if !self.attached_libs.contains(&key) && self.checked_exes.insert(key) && libs::defines_ssl_symbols(&exe.open_path) {
+                out.extend(self.attach_lib(&exe));
+            }
+        }
+        out
     }
 
     /// Marks sockets that were open before attach as captured. Returns (pid, fd, local,
