@@ -168,8 +168,7 @@ fn config() -> httparse::ParserConfig {
         .allow_obsolete_multiline_headers_in_responses(true)
         .allow_multiple_spaces_in_request_line_delimiters(true)
         .allow_multiple_spaces_in_response_status_delimiters(true)
-        .ignore_invalid_headers_in_responses(true)
-        .ignore_invalid_headers_in_requests(true);
+        .ignore_invalid_headers_in_responses(true);
     c
 }
 

@@ -87,6 +87,45 @@ pub(crate) struct SideParser {
     seen_head: bool,
 }
 
+/// Methods recognised in the middle of a line when resynchronising (any method token is
+/// accepted at the start of a line).
+const KNOWN_METHODS: [&[u8]; 9] =
+    [b"GET ", b"POST ", b"PUT ", b"DELETE ", b"HEAD ", b"OPTIONS ", b"PATCH ", b"CONNECT ", b"TRACE "];
+
+/// Where a complete, valid start line begins in `line` (which ends in LF): at its start
+/// (`line_start`: it begins a line) or, for a message glued to the end of an unparsed body,
+/// at `HTTP/1.` or a well-known method.
+fn find_start(kind: Kind, line: &[u8], line_start: bool) -> Option<usize> {
+    (0..line.len()).find(|&p| {
+        let at = line.get(p..).unwrap_or_default();
+        let candidate = (p == 0 && line_start)
+            || match kind {
+                Kind::Response => at.starts_with(b"HTTP/1."),
+                Kind::Request => KNOWN_METHODS.iter().any(|m| at.starts_with(m)),
+            };
+        candidate && check_start_line(kind, at) == LineCheck::Line
+    })
+}
+
+/// Start lines are checked on every feed while at most this long, then once complete.
+const EARLY_CHECK: usize = 256;
+
+/// Appends `seg` to a line fragment, keeping at most `2 * MAX_START_LINE` bytes and at
+/// least the last `MAX_START_LINE`. True when bytes were dropped from the front.
+fn push_tail(buf: &mut Vec<u8>, seg: &[u8]) -> bool {
+    if seg.len() >= MAX_START_LINE {
+        buf.clear();
+        buf.extend_from_slice(seg.get(seg.len() - MAX_START_LINE..).unwrap_or_default());
+        return true;
+    }
+    buf.extend_from_slice(seg);
+    if buf.len() > 2 * MAX_START_LINE {
+        buf.drain(..buf.len() - MAX_START_LINE);
+        return true;
+    }
+    false
+}
+
 /// Splits off `input` up to and including the first LF (or all of it).
 fn take_line<'a>(input: &mut &'a [u8]) -> &'a [u8] {
     let n = input.iter().position(|&c| c == b'\n').map_or(input.len(), |p| p + 1);
@@ -200,41 +239,31 @@ impl SideParser {
                     };
                 }
                 St::Resync { line_start } => {
+                    let line_start = *line_start;
+                    if self.buf.last() == Some(&b'\n') {
+                        // Only the last MAX_START_LINE bytes of a line can hold a start line.
+                        let w = self.buf.len().saturating_sub(MAX_START_LINE);
+                        let window = self.buf.get(w..).unwrap_or_default();
+                        match find_start(self.kind, window, line_start && w == 0) {
+                            Some(p) => {
+                                self.buf.drain(..w + p);
+                                self.st = St::Start;
+                                self.line_ok = true;
+                                self.first_ts = ts;
+                                self.wire = self.buf.len() as u64;
+                            }
+                            None => {
+                                self.buf.clear();
+                                self.st = St::Resync { line_start: true };
+                            }
+                        }
+                        continue;
+                    }
                     if input.is_empty() {
                         return Ev::NeedMore;
                     }
-                    if !*line_start {
-                        match input.iter().position(|&c| c == b'\n') {
-                            Some(p) => {
-                                *input = input.get(p + 1..).unwrap_or_default();
-                                *line_start = true;
-                            }
-                            None => *input = &[],
-                        }
-                        continue;
-                    }
-                    let seg = take_line(input);
-                    let ends_line = seg.last() == Some(&b'\n');
-                    if self.buf.len() + seg.len() > MAX_START_LINE {
-                        self.buf = Vec::new();
-                        self.st = St::Resync { line_start: ends_line };
-                        continue;
-                    }
-                    if self.buf.is_empty() {
-                        self.first_ts = ts;
-                    }
-                    self.buf.extend_from_slice(seg);
-                    match check_start_line(self.kind, &self.buf) {
-                        LineCheck::Line => {
-                            self.st = St::Start;
-                            self.line_ok = true;
-                            self.wire = self.buf.len() as u64;
-                        }
-                        LineCheck::Partial { .. } if !ends_line => return Ev::NeedMore,
-                        _ => {
-                            self.buf.clear();
-                            self.st = St::Resync { line_start: ends_line };
-                        }
+                    if push_tail(&mut self.buf, take_line(input)) {
+                        self.st = St::Resync { line_start: false };
                     }
                 }
             }
@@ -258,17 +287,31 @@ impl SideParser {
             let seg = take_line(input);
             let ends_line = seg.last() == Some(&b'\n');
             self.wire += seg.len() as u64;
-            if self.buf.len() + seg.len() > MAX_START_LINE {
-                let msg = format!("{} line longer than {MAX_START_LINE} bytes", self.what());
-                return self.fail(msg, ErrKind::StartLine, ends_line);
-            }
-            self.buf.extend_from_slice(seg);
-            match check_start_line(self.kind, &self.buf) {
+            let too_long = self.buf.len() + seg.len() > MAX_START_LINE;
+            push_tail(&mut self.buf, seg);
+            // Checked while short (to tell non-HTTP quickly) and once the line is whole.
+            let verdict = if too_long {
+                LineCheck::No
+            } else if ends_line || self.buf.len() <= EARLY_CHECK {
+                check_start_line(self.kind, &self.buf)
+            } else {
+                LineCheck::Partial { past_method: true }
+            };
+            match verdict {
                 LineCheck::Line => self.line_ok = true,
                 LineCheck::Partial { .. } if !ends_line => return Ev::NeedMore,
                 _ => {
-                    let msg = format!("not an HTTP/1.x {} line", self.what());
-                    return self.fail(msg, ErrKind::StartLine, ends_line);
+                    let msg = if too_long {
+                        format!("{} line longer than {MAX_START_LINE} bytes", self.what())
+                    } else {
+                        format!("not an HTTP/1.x {} line", self.what())
+                    };
+                    // A message may start later on this line (after a stray body byte).
+                    let mut rest = std::mem::take(&mut self.buf);
+                    rest.drain(..1.min(rest.len()));
+                    let ev = self.fail(msg, ErrKind::StartLine, false);
+                    self.buf = rest;
+                    return ev;
                 }
             }
         }
@@ -369,7 +412,7 @@ mod tests {
     #[test]
     fn resync_finds_the_next_request_line() {
         let mut p = SideParser::new(Kind::Request);
-        let ev = events(&mut p, b"\x16\x03garbage\r\nmore junk GET / HTTP/1.1\r\nGET /x HTTP/1.1\r\n\r\nabc");
+        let ev = events(&mut p, b"\x16\x03garbage\r\nmore junk\r\n}GET /x HTTP/1.1\r\n\r\nabc");
         assert_eq!(ev, ["error StartLine", "head", "body abc", "end 22"]);
     }
 
@@ -381,7 +424,7 @@ mod tests {
             ev.extend(events(&mut p, &[b'X'; 1024]));
         }
         assert_eq!(ev, ["error Head"]);
-        assert!(p.buf.capacity() <= MAX_START_LINE * 2);
+        assert!(p.buf.capacity() <= MAX_START_LINE * 4);
     }
 
     #[test]
