@@ -17,17 +17,28 @@ pub(crate) struct BodyCapture {
 }
 
 impl BodyCapture {
-    /// `expected`: the Content-Length, when known, to size the buffer once.
+    /// `expected`: the Content-Length, when known, to size the buffer (a claim, so at most
+    /// 64 KiB up front; the rest grows as bytes arrive).
     pub(crate) fn new(cap: usize, expected: Option<u64>) -> Self {
-        let want = expected.map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX).min(cap).min(1 << 20));
-        BodyCapture { data: Vec::with_capacity(want), cap, ..Default::default() }
+        let want = expected.map_or(0, |n| {
+            usize::try_from(n)
+                .unwrap_or(usize::MAX)
+                .min(cap)
+                .min(64 * 1024)
+        });
+        BodyCapture {
+            data: Vec::with_capacity(want),
+            cap,
+            ..Default::default()
+        }
     }
 
     pub(crate) fn push(&mut self, b: &[u8]) {
         self.size = self.size.saturating_add(b.len() as u64);
         if self.lost == 0 {
             let room = self.cap.saturating_sub(self.data.len());
-            self.data.extend_from_slice(b.get(..room.min(b.len())).unwrap_or_default());
+            self.data
+                .extend_from_slice(b.get(..room.min(b.len())).unwrap_or_default());
         }
     }
 
@@ -46,13 +57,23 @@ impl BodyCapture {
     }
 
     /// Converts to the event form, decoding per the Content-Encoding header value.
-    pub(crate) fn into_body(mut self, content_encoding: Option<&str>, max_body_bytes: usize) -> Body {
+    pub(crate) fn into_body(
+        mut self,
+        content_encoding: Option<&str>,
+        max_body_bytes: usize,
+    ) -> Body {
         let captured = self.data.len() as u64;
         let truncated = self.size > captured;
         if self.lost > 0 {
-            self.notes.insert(0, format!("{} body bytes lost in capture", self.lost));
+            self.notes
+                .insert(0, format!("{} body bytes lost in capture", self.lost));
         }
-        let mut out = Body { size: self.size, captured, truncated, ..Body::empty() };
+        let mut out = Body {
+            size: self.size,
+            captured,
+            truncated,
+            ..Body::empty()
+        };
         let mut bytes = std::mem::take(&mut self.data);
         if let Some(ce) = content_encoding.filter(|_| !bytes.is_empty()) {
             match decode(&bytes, ce, decoded_cap(max_body_bytes)) {
@@ -101,7 +122,10 @@ mod tests {
         c.push(b"hello");
         c.push(b" world");
         let b = c.into_body(None, 4);
-        assert_eq!((b.size, b.captured, b.truncated, b.text.as_str()), (11, 4, true, "hell"));
+        assert_eq!(
+            (b.size, b.captured, b.truncated, b.text.as_str()),
+            (11, 4, true, "hell")
+        );
         assert_eq!(b.encoding, BodyEncoding::Utf8);
     }
 
@@ -112,7 +136,12 @@ mod tests {
         c.push(&raw);
         let b = c.into_body(None, 1024);
         assert_eq!(b.encoding, BodyEncoding::Base64);
-        assert_eq!(base64::engine::general_purpose::STANDARD.decode(&b.text).unwrap(), raw);
+        assert_eq!(
+            base64::engine::general_purpose::STANDARD
+                .decode(&b.text)
+                .unwrap(),
+            raw
+        );
         assert!(!b.truncated);
     }
 
@@ -129,7 +158,10 @@ mod tests {
         let mut c = BodyCapture::new(4, None);
         c.push("abc\u{e9}\u{e9}".as_bytes());
         let b = c.into_body(None, 4);
-        assert_eq!((b.encoding, b.text.as_str(), b.captured), (BodyEncoding::Utf8, "abc", 4));
+        assert_eq!(
+            (b.encoding, b.text.as_str(), b.captured),
+            (BodyEncoding::Utf8, "abc", 4)
+        );
     }
 
     #[test]
@@ -139,7 +171,10 @@ mod tests {
         c.lose(5);
         c.push(b"def");
         let b = c.into_body(None, 100);
-        assert_eq!((b.size, b.captured, b.truncated, b.text.as_str()), (11, 3, true, "abc"));
+        assert_eq!(
+            (b.size, b.captured, b.truncated, b.text.as_str()),
+            (11, 3, true, "abc")
+        );
         assert!(b.note.unwrap().contains("5 body bytes lost"));
     }
 

@@ -10,10 +10,18 @@ use crate::events::Headers;
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum St {
     /// Reading the hex size; `digits` so far.
-    Size { value: u64, digits: u32 },
+    Size {
+        value: u64,
+        digits: u32,
+    },
     /// After the size: whitespace, extensions, CR, up to LF. `len` bytes of it so far.
-    SizeRest { value: u64, len: usize },
-    Data { remaining: u64 },
+    SizeRest {
+        value: u64,
+        len: usize,
+    },
+    Data {
+        remaining: u64,
+    },
     DataCr,
     DataLf,
     Trailers,
@@ -39,7 +47,14 @@ pub(crate) struct Chunked {
 
 impl Chunked {
     pub(crate) fn new() -> Self {
-        Chunked { st: St::Size { value: 0, digits: 0 }, trailers: Vec::new(), line_start: 0 }
+        Chunked {
+            st: St::Size {
+                value: 0,
+                digits: 0,
+            },
+            trailers: Vec::new(),
+            line_start: 0,
+        }
     }
 
     /// Consumes from `input` (advancing it) until chunk data, the end, an error, or the
@@ -50,11 +65,17 @@ impl Chunked {
                 if input.is_empty() {
                     return Step::NeedMore;
                 }
-                let n = usize::try_from(remaining).unwrap_or(usize::MAX).min(input.len());
+                let n = usize::try_from(remaining)
+                    .unwrap_or(usize::MAX)
+                    .min(input.len());
                 let (data, rest) = input.split_at(n);
                 *input = rest;
                 let left = remaining - n as u64;
-                self.st = if left == 0 { St::DataCr } else { St::Data { remaining: left } };
+                self.st = if left == 0 {
+                    St::DataCr
+                } else {
+                    St::Data { remaining: left }
+                };
                 return Step::Data(data);
             }
             if self.st == St::Done {
@@ -63,7 +84,9 @@ impl Chunked {
             if self.st == St::Trailers {
                 return self.trailers_step(input);
             }
-            let Some((&c, rest)) = input.split_first() else { return Step::NeedMore };
+            let Some((&c, rest)) = input.split_first() else {
+                return Step::NeedMore;
+            };
             *input = rest;
             if let Err(e) = self.framing_byte(c) {
                 return Step::Error(e);
@@ -74,15 +97,31 @@ impl Chunked {
     fn framing_byte(&mut self, c: u8) -> Result<(), String> {
         self.st = match self.st {
             St::Size { value, digits } => match (c as char).to_digit(16) {
-                Some(d) if digits >= 16 => return Err(format!("chunk size over 16 hex digits (next digit {d:x})")),
-                Some(d) => St::Size { value: (value << 4) | u64::from(d), digits: digits + 1 },
-                None if digits == 0 => return Err(format!("invalid chunk size: byte 0x{c:02x} where a hex digit was expected")),
+                Some(d) if digits >= 16 => {
+                    return Err(format!("chunk size over 16 hex digits (next digit {d:x})"));
+                }
+                Some(d) => St::Size {
+                    value: (value << 4) | u64::from(d),
+                    digits: digits + 1,
+                },
+                None if digits == 0 => {
+                    return Err(format!(
+                        "invalid chunk size: byte 0x{c:02x} where a hex digit was expected"
+                    ));
+                }
                 None => return self.size_rest(value, 0, c),
             },
             St::SizeRest { value, len } => return self.size_rest(value, len, c),
             St::DataCr if c == b'\r' => St::DataLf,
-            St::DataCr | St::DataLf if c == b'\n' => St::Size { value: 0, digits: 0 },
-            St::DataCr | St::DataLf => return Err(format!("byte 0x{c:02x} where CRLF was expected after chunk data")),
+            St::DataCr | St::DataLf if c == b'\n' => St::Size {
+                value: 0,
+                digits: 0,
+            },
+            St::DataCr | St::DataLf => {
+                return Err(format!(
+                    "byte 0x{c:02x} where CRLF was expected after chunk data"
+                ));
+            }
             // Handled in `step`.
             St::Data { .. } | St::Trailers | St::Done => return Ok(()),
         };
@@ -91,14 +130,22 @@ impl Chunked {
 
     fn size_rest(&mut self, value: u64, len: usize, c: u8) -> Result<(), String> {
         if len >= MAX_START_LINE {
-            return Err(format!("chunk size line longer than {MAX_START_LINE} bytes"));
+            return Err(format!(
+                "chunk size line longer than {MAX_START_LINE} bytes"
+            ));
         }
         self.st = match c {
             b'\n' if value == 0 => St::Trailers,
             b'\n' => St::Data { remaining: value },
-            b'\r' | b' ' | b'\t' | b';' => St::SizeRest { value, len: len + 1 },
+            b'\r' | b' ' | b'\t' | b';' => St::SizeRest {
+                value,
+                len: len + 1,
+            },
             // Extension text after a `;` may hold any visible byte.
-            _ if len > 0 && c >= b' ' && c != 0x7f => St::SizeRest { value, len: len + 1 },
+            _ if len > 0 && c >= b' ' && c != 0x7f => St::SizeRest {
+                value,
+                len: len + 1,
+            },
             _ => return Err(format!("invalid byte 0x{c:02x} after chunk size")),
         };
         Ok(())
@@ -109,19 +156,25 @@ impl Chunked {
             let (line, rest) = input.split_at(nl + 1);
             *input = rest;
             if self.trailers.len() + line.len() > MAX_HEAD_BYTES {
-                return Step::Error(format!("trailer section larger than {MAX_HEAD_BYTES} bytes"));
+                return Step::Error(format!(
+                    "trailer section larger than {MAX_HEAD_BYTES} bytes"
+                ));
             }
             self.trailers.extend_from_slice(line);
             let t = &self.trailers;
             // An empty line (LF or CRLF) ends the section.
-            if t.get(self.line_start..).is_some_and(|l| l == b"\n" || l == b"\r\n") {
+            if t.get(self.line_start..)
+                .is_some_and(|l| l == b"\n" || l == b"\r\n")
+            {
                 self.st = St::Done;
                 return Step::Done(parse_trailers(t));
             }
             self.line_start = t.len();
         }
         if self.trailers.len() + input.len() > MAX_HEAD_BYTES {
-            return Step::Error(format!("trailer section larger than {MAX_HEAD_BYTES} bytes"));
+            return Step::Error(format!(
+                "trailer section larger than {MAX_HEAD_BYTES} bytes"
+            ));
         }
         self.trailers.extend_from_slice(input);
         *input = &[];
@@ -134,7 +187,11 @@ impl Chunked {
         match self.st {
             St::Data { remaining } if lost <= remaining => {
                 let left = remaining - lost;
-                self.st = if left == 0 { St::DataCr } else { St::Data { remaining: left } };
+                self.st = if left == 0 {
+                    St::DataCr
+                } else {
+                    St::Data { remaining: left }
+                };
                 true
             }
             _ => false,
@@ -185,7 +242,13 @@ mod tests {
         let msg = b"5;name=\"v\"\r\nhello\r\n6 ; x\r\n world\r\n0\r\nX-Sum: 1\r\nX-Other: two\r\n\r\nNEXT";
         let (body, tr, left) = run(&[msg]).unwrap();
         assert_eq!(body, b"hello world");
-        assert_eq!(tr.unwrap(), vec![("X-Sum".into(), "1".into()), ("X-Other".into(), "two".into())]);
+        assert_eq!(
+            tr.unwrap(),
+            vec![
+                ("X-Sum".into(), "1".into()),
+                ("X-Other".into(), "two".into())
+            ]
+        );
         assert_eq!(left, 4, "bytes after the message are left for the next one");
         // Same at every split.
         for i in 0..msg.len() {
@@ -199,7 +262,11 @@ mod tests {
     fn bad_sizes_are_errors() {
         assert!(run(&[b"-5\r\n"]).is_err());
         assert!(run(&[b"\r\n"]).is_err());
-        assert!(run(&[b"fffffffffffffffff\r\n"]).unwrap_err().contains("16 hex digits"));
+        assert!(
+            run(&[b"fffffffffffffffff\r\n"])
+                .unwrap_err()
+                .contains("16 hex digits")
+        );
         assert!(run(&[b"3\r\nabcX"]).unwrap_err().contains("CRLF"));
         assert!(run(&[b"3x\r\n"]).is_err());
         // Huge (but valid) sizes are fine: data is streamed, never buffered.

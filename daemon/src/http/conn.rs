@@ -6,12 +6,15 @@
 //! until a request arrives or the connection closes, then paired as a response without a
 //! request. Bytes the client sends after asking to switch protocols are held likewise until
 //! the response says whether the switch happened.
-use super::head::{has_header, request_framing, response_framing, Framing, Kind, ParsedHead};
-use super::parser::{Closed, ErrKind, Ev, Gap, SideParser, Was};
+use super::head::{Framing, Kind, ParsedHead, has_header, request_framing, response_framing};
+use super::parser::{Closed, ErrKind, Ev, SideParser};
 use super::slots::{Msg, Slot};
 use super::{BodyLimits, Exchange, Side};
 use crate::events::Timestamp;
 use std::collections::VecDeque;
+
+#[path = "conn_gaps.rs"]
+mod gaps;
 
 /// Most exchanges in flight (requests awaiting responses) on one connection; past it the
 /// connection is given up (it reports `is_not_http`).
@@ -48,11 +51,11 @@ struct Hold {
 
 impl Hold {
     fn push(&mut self, data: &[u8]) {
-        if self.broken || self.bytes.len() + data.len() > MAX_HELD {
-            self.broken = true;
-        } else {
-            self.bytes.extend_from_slice(data);
-        }
+        // Keeps exactly the first MAX_HELD bytes, whatever the feed sizes.
+        let room = MAX_HELD.saturating_sub(self.bytes.len());
+        self.broken |= data.len() > room;
+        self.bytes
+            .extend_from_slice(data.get(..room.min(data.len())).unwrap_or_default());
     }
 }
 
@@ -141,7 +144,10 @@ impl HttpConn {
         self.unstall(true);
         self.hold = None;
         if self.client.close() == Closed::InHead {
-            self.placeholder(ts, "connection closed before the request head was complete".into());
+            self.placeholder(
+                ts,
+                "connection closed before the request head was complete".into(),
+            );
         }
         match self.server.close() {
             Closed::End { wire } => {
@@ -254,7 +260,12 @@ impl HttpConn {
                         r.trailers = trailers;
                     }
                     if s.upgrade && !s.resp_done {
-                        self.hold = Some(Hold { slot: s.id, bytes: Vec::new(), broken: false, ts });
+                        self.hold = Some(Hold {
+                            slot: s.id,
+                            bytes: Vec::new(),
+                            broken: false,
+                            ts,
+                        });
                     }
                     self.drain();
                 }
@@ -264,9 +275,12 @@ impl HttpConn {
     }
 
     fn client_head(&mut self, head: ParsedHead, first_ts: Timestamp, ts: Timestamp) {
-        let ParsedHead::Request { line, headers } = head else { return };
+        let ParsedHead::Request { line, headers } = head else {
+            return;
+        };
         if self.slots.len() >= MAX_PENDING {
-            let why = format!("parsing stopped: more than {MAX_PENDING} requests awaiting responses");
+            let why =
+                format!("parsing stopped: more than {MAX_PENDING} requests awaiting responses");
             return self.give_up(&why, ts);
         }
         let framing = request_framing(&headers);
@@ -277,7 +291,9 @@ impl HttpConn {
         };
         let cap = self.limits.max_body_bytes;
         let wire = self.client.wire();
-        let Some(s) = self.new_slot(|id| Slot::new(id, first_ts)) else { return };
+        let Some(s) = self.new_slot(|id| Slot::new(id, first_ts)) else {
+            return;
+        };
         s.req = Some(Msg::new(line, headers, cap, expected));
         s.upgrade = upgrade;
         let id = s.id;
@@ -318,56 +334,6 @@ impl HttpConn {
         }
     }
 
-    fn client_gap(&mut self, lost: u64, ts: Timestamp) {
-        if let Some(h) = &mut self.hold {
-            h.broken = true;
-            return;
-        }
-        let wire = self.client.wire();
-        let cur = self.client_cur;
-        match self.client.gap(lost) {
-            Gap::InBody => {
-                if let Some(s) = self.slot(cur) {
-                    s.error(lost_msg(lost));
-                    if let Some(r) = &mut s.req {
-                        r.body.lose(lost);
-                    }
-                }
-                // The loss may have completed a known-length body.
-                self.drive_client(&[], ts);
-            }
-            Gap::Overran { body_lost, extra } => {
-                let cur = self.client_cur.take();
-                if let Some(s) = self.slot(cur) {
-                    s.error(lost_msg(body_lost));
-                    if let Some(r) = &mut s.req {
-                        r.body.lose(body_lost);
-                    }
-                    s.req_done = true;
-                    s.request_sent = Some(ts);
-                    s.req_wire = wire + body_lost;
-                }
-                self.placeholder(ts, format!("request lost in capture ({extra} bytes lost)"));
-            }
-            Gap::Cut(Was::Body) => {
-                let cur = self.client_cur.take();
-                if let Some(s) = self.slot(cur) {
-                    s.req_done = true;
-                    s.request_sent = Some(ts);
-                    s.req_wire = wire;
-                    s.error(lost_msg(lost));
-                    if let Some(r) = &mut s.req {
-                        r.body.note(format!("body incomplete: {}", lost_msg(lost)));
-                    }
-                }
-            }
-            Gap::Cut(Was::Head | Was::Boundary) => {
-                self.placeholder(ts, format!("request lost in capture ({lost} bytes lost)"));
-            }
-            Gap::Ignored => {}
-        }
-    }
-
     // ---- server side -------------------------------------------------------------
 
     fn feed_server(&mut self, data: &[u8], ts: Timestamp) {
@@ -388,9 +354,15 @@ impl HttpConn {
             match self.server.next(&mut input, ts) {
                 Ev::NeedMore => return,
                 Ev::Head { head, first_ts } => {
-                    if self.awaiting_slot().is_none() && !self.orphan_ok && input.len() <= MAX_HELD {
+                    if self.awaiting_slot().is_none() && !self.orphan_ok && input.len() <= MAX_HELD
+                    {
                         let bytes = input.to_vec();
-                        self.stalled = Some(Stalled { head, first_ts, bytes, ts });
+                        self.stalled = Some(Stalled {
+                            head,
+                            first_ts,
+                            bytes,
+                            ts,
+                        });
                         return;
                     }
                     self.server_head(head, first_ts, ts);
@@ -406,6 +378,8 @@ impl HttpConn {
                 Ev::End { wire, trailers } => self.server_end(wire, trailers, ts),
                 Ev::Error { msg, kind } => self.server_error(msg, kind, ts),
             }
+            // Before the next response: its request may be among the held bytes.
+            self.check_hold();
         }
     }
 
@@ -432,7 +406,9 @@ impl HttpConn {
     /// Pairs the held response head (with a request without response, or, `orphan_ok`,
     /// with no request at all) and parses the bytes held after it.
     fn unstall(&mut self, orphan_ok: bool) {
-        let Some(st) = self.stalled.take() else { return };
+        let Some(st) = self.stalled.take() else {
+            return;
+        };
         self.orphan_ok = orphan_ok;
         self.server_head(st.head, st.first_ts, st.ts);
         self.drive_server(&st.bytes, st.ts);
@@ -440,14 +416,18 @@ impl HttpConn {
     }
 
     fn server_head(&mut self, head: ParsedHead, first_ts: Timestamp, ts: Timestamp) {
-        let ParsedHead::Response { line, headers } = head else { return };
+        let ParsedHead::Response { line, headers } = head else {
+            return;
+        };
         let wire = self.server.wire();
         let cap = self.limits.max_body_bytes;
         if self.awaiting_slot().is_none() {
             let why = "response without a captured request".to_string();
             self.new_slot(|id| Slot::placeholder(id, first_ts, why));
         }
-        let Some(slot) = self.awaiting_slot() else { return };
+        let Some(slot) = self.awaiting_slot() else {
+            return;
+        };
         let id = slot.id;
         if (100..200).contains(&line.status) && line.status != 101 {
             slot.informational(line.status);
@@ -456,8 +436,13 @@ impl HttpConn {
         }
         slot.response_start = Some(first_ts);
         let method = slot.method();
-        let tunnel = line.status == 101 || (method == Some("CONNECT") && (200..300).contains(&line.status));
-        let framing = if tunnel { Ok(Framing::None) } else { response_framing(line.status, &headers, method) };
+        let tunnel =
+            line.status == 101 || (method == Some("CONNECT") && (200..300).contains(&line.status));
+        let framing = if tunnel {
+            Ok(Framing::None)
+        } else {
+            response_framing(line.status, &headers, method)
+        };
         let expected = match framing {
             Ok(Framing::Length(n)) => Some(n),
             _ => None,
@@ -480,7 +465,9 @@ impl HttpConn {
     }
 
     fn server_end(&mut self, wire: u64, trailers: crate::events::Headers, ts: Timestamp) {
-        let Some((id, interim)) = self.server_cur.take() else { return };
+        let Some((id, interim)) = self.server_cur.take() else {
+            return;
+        };
         let Some(s) = self.slot(Some(id)) else { return };
         s.resp_wire += wire;
         if interim {
@@ -530,61 +517,6 @@ impl HttpConn {
                     s.error(format!("malformed response body: {msg}"));
                 }
             }
-        }
-    }
-
-    fn server_gap(&mut self, lost: u64, ts: Timestamp) {
-        // A held response is paired now: the bytes after it are gone.
-        self.unstall(true);
-        let wire = self.server.wire();
-        match self.server.gap(lost) {
-            Gap::InBody => {
-                if let Some(s) = self.cur_server_slot() {
-                    s.error(lost_msg(lost));
-                    if let Some(r) = &mut s.resp {
-                        r.body.lose(lost);
-                    }
-                }
-                self.drive_server(&[], ts);
-            }
-            Gap::Overran { body_lost, extra } => {
-                let cur = self.server_cur.take().map(|(id, _)| id);
-                if let Some(s) = self.slot(cur) {
-                    s.error(lost_msg(body_lost));
-                    s.resp_wire += wire + body_lost;
-                    if let Some(r) = &mut s.resp {
-                        r.body.lose(body_lost);
-                    }
-                    s.resp_done = true;
-                    s.end = Some(ts);
-                }
-                self.response_lost(extra, ts);
-            }
-            Gap::Cut(Was::Body) => {
-                let cur = self.server_cur.take().map(|(id, _)| id);
-                if let Some(s) = self.slot(cur) {
-                    s.resp_wire += wire;
-                    s.resp_done = true;
-                    s.end = Some(ts);
-                    s.error(lost_msg(lost));
-                    if let Some(r) = &mut s.resp {
-                        r.body.note(format!("body incomplete: {}", lost_msg(lost)));
-                    }
-                }
-            }
-            Gap::Cut(Was::Head | Was::Boundary) => self.response_lost(lost, ts),
-            Gap::Ignored => {}
-        }
-        self.drain();
-    }
-
-    /// The start of the next response was lost: its request gets no response.
-    fn response_lost(&mut self, lost: u64, ts: Timestamp) {
-        self.server_cur = None;
-        if let Some(s) = self.awaiting_slot() {
-            s.resp_done = true;
-            s.end = Some(ts);
-            s.error(format!("response lost in capture ({lost} bytes lost)"));
         }
     }
 }

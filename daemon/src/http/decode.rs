@@ -69,7 +69,11 @@ pub(crate) fn decode(raw: &[u8], header: &str, out_cap: usize) -> Result<Option<
     let list = match codings(header) {
         Ok(l) if l.is_empty() => return Ok(None),
         Ok(l) => l,
-        Err(c) => return Err(format!("unsupported content-encoding `{c}`; showing the raw bytes")),
+        Err(c) => {
+            return Err(format!(
+                "unsupported content-encoding `{c}`; showing the raw bytes"
+            ));
+        }
     };
     let mut notes = Vec::new();
     let mut cur: Option<Vec<u8>> = None;
@@ -78,13 +82,22 @@ pub(crate) fn decode(raw: &[u8], header: &str, out_cap: usize) -> Result<Option<
         let (bytes, err, capped) = decode_one(c, input, out_cap);
         if bytes.is_empty() {
             if let Some(e) = err {
-                return Err(format!("could not decode {}: {e}; showing the raw bytes", c.name()));
+                return Err(format!(
+                    "could not decode {}: {e}; showing the raw bytes",
+                    c.name()
+                ));
             }
         } else if let Some(e) = err {
-            notes.push(format!("{} stream incomplete or corrupt after {} decoded bytes: {e}", c.name(), bytes.len()));
+            notes.push(format!(
+                "{} stream incomplete or corrupt after {} decoded bytes: {e}",
+                c.name(),
+                bytes.len()
+            ));
         }
         if capped {
-            notes.push(format!("decoded body larger than {out_cap} bytes; kept the first {out_cap}"));
+            notes.push(format!(
+                "decoded body larger than {out_cap} bytes; kept the first {out_cap}"
+            ));
         }
         cur = Some(bytes);
     }
@@ -100,7 +113,11 @@ pub(crate) fn decode(raw: &[u8], header: &str, out_cap: usize) -> Result<Option<
 fn read_capped(r: impl Read, cap: usize) -> (Vec<u8>, Option<String>, bool) {
     let mut out = Vec::new();
     let limit = u64::try_from(cap).unwrap_or(u64::MAX).saturating_add(1);
-    let err = r.take(limit).read_to_end(&mut out).err().map(|e| e.to_string());
+    let err = r
+        .take(limit)
+        .read_to_end(&mut out)
+        .err()
+        .map(|e| e.to_string());
     let capped = out.len() > cap;
     out.truncate(cap);
     (out, if capped { None } else { err }, capped)
@@ -108,7 +125,9 @@ fn read_capped(r: impl Read, cap: usize) -> (Vec<u8>, Option<String>, bool) {
 
 fn looks_like_zlib(b: &[u8]) -> bool {
     match b {
-        [cmf, flg, ..] => cmf & 0x0f == 8 && cmf >> 4 <= 7 && ((u16::from(*cmf) << 8) | u16::from(*flg)) % 31 == 0,
+        [cmf, flg, ..] => {
+            cmf & 0x0f == 8 && cmf >> 4 <= 7 && ((u16::from(*cmf) << 8) | u16::from(*flg)) % 31 == 0
+        }
         _ => false,
     }
 }
@@ -162,14 +181,39 @@ mod tests {
         let text = b"hello hello hello hello, world".repeat(10);
         let gz = gzip(&text);
         assert_eq!(decode(&gz, "gzip", 1 << 20).unwrap().unwrap().bytes, text);
-        assert_eq!(decode(&gz, "X-GZIP", 1 << 20).unwrap().unwrap().content_encoding, "gzip");
+        assert_eq!(
+            decode(&gz, "X-GZIP", 1 << 20)
+                .unwrap()
+                .unwrap()
+                .content_encoding,
+            "gzip"
+        );
         let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
         z.write_all(&text).unwrap();
-        assert_eq!(decode(&z.finish().unwrap(), "deflate", 1 << 20).unwrap().unwrap().bytes, text);
-        let mut raw = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        assert_eq!(
+            decode(&z.finish().unwrap(), "deflate", 1 << 20)
+                .unwrap()
+                .unwrap()
+                .bytes,
+            text
+        );
+        let mut raw =
+            flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
         raw.write_all(&text).unwrap();
-        assert_eq!(decode(&raw.finish().unwrap(), "deflate", 1 << 20).unwrap().unwrap().bytes, text);
-        assert_eq!(decode(&brotli(&text), "br", 1 << 20).unwrap().unwrap().bytes, text);
+        assert_eq!(
+            decode(&raw.finish().unwrap(), "deflate", 1 << 20)
+                .unwrap()
+                .unwrap()
+                .bytes,
+            text
+        );
+        assert_eq!(
+            decode(&brotli(&text), "br", 1 << 20)
+                .unwrap()
+                .unwrap()
+                .bytes,
+            text
+        );
         let zs = zstd::encode_all(&text[..], 3).unwrap();
         assert_eq!(decode(&zs, "zstd", 1 << 20).unwrap().unwrap().bytes, text);
         assert_eq!(decode(&text, "identity", 1 << 20), Ok(None));
@@ -180,7 +224,10 @@ mod tests {
         let text = b"layered".to_vec();
         let both = brotli(&gzip(&text));
         let d = decode(&both, "gzip, br", 1 << 20).unwrap().unwrap();
-        assert_eq!((d.bytes, d.content_encoding, d.note), (text, "gzip, br".to_string(), None));
+        assert_eq!(
+            (d.bytes, d.content_encoding, d.note),
+            (text, "gzip, br".to_string(), None)
+        );
     }
 
     #[test]
@@ -203,11 +250,21 @@ mod tests {
             })
             .collect();
         let gz = gzip(&text);
-        let d = decode(&gz[..gz.len() / 2], "gzip", 1 << 20).unwrap().unwrap();
+        let d = decode(&gz[..gz.len() / 2], "gzip", 1 << 20)
+            .unwrap()
+            .unwrap();
         assert!(!d.bytes.is_empty() && text.starts_with(&d.bytes));
         assert!(d.note.unwrap().contains("incomplete"));
-        assert!(decode(b"not gzip at all", "gzip", 1 << 20).unwrap_err().contains("could not decode gzip"));
-        assert!(decode(b"x", "compress", 1 << 20).unwrap_err().contains("unsupported"));
+        assert!(
+            decode(b"not gzip at all", "gzip", 1 << 20)
+                .unwrap_err()
+                .contains("could not decode gzip")
+        );
+        assert!(
+            decode(b"x", "compress", 1 << 20)
+                .unwrap_err()
+                .contains("unsupported")
+        );
         assert!(decode(b"\x28\xb5\x2f\xfd garbage", "zstd", 1 << 20).is_err());
     }
 }

@@ -91,7 +91,12 @@ pub(crate) fn check_request_line(b: &[u8]) -> LineCheck {
         Some(b' ') if method_len > 0 => i += 1,
         Some(_) => return LineCheck::No,
     }
-    let target_len = b.get(i..).unwrap_or_default().iter().take_while(|&&c| is_target_byte(c)).count();
+    let target_len = b
+        .get(i..)
+        .unwrap_or_default()
+        .iter()
+        .take_while(|&&c| is_target_byte(c))
+        .count();
     i += target_len;
     match b.get(i) {
         None => return LineCheck::Partial { past_method: true },
@@ -122,7 +127,10 @@ pub(crate) fn check_status_line(b: &[u8]) -> LineCheck {
         None => partial,
         Some(b' ') => {
             let reason = b.get(i + 1..).unwrap_or_default();
-            let n = reason.iter().take_while(|&&c| c == b'\t' || (c >= b' ' && c != 0x7f)).count();
+            let n = reason
+                .iter()
+                .take_while(|&&c| c == b'\t' || (c >= b' ' && c != 0x7f))
+                .count();
             expect_eol(b, i + 1 + n, false)
         }
         Some(_) => expect_eol(b, i, false),
@@ -158,7 +166,12 @@ fn version(minor: Option<u8>) -> String {
 fn headers_of(h: &[httparse::Header<'_>]) -> Headers {
     h.iter()
         .filter(|h| !h.name.is_empty())
-        .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+        .map(|h| {
+            (
+                h.name.to_string(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
         .collect()
 }
 
@@ -168,8 +181,7 @@ fn config() -> httparse::ParserConfig {
         .allow_obsolete_multiline_headers_in_responses(true)
         .allow_multiple_spaces_in_request_line_delimiters(true)
         .allow_multiple_spaces_in_response_status_delimiters(true)
-        .ignore_invalid_headers_in_responses(true)
-        .ignore_invalid_headers_in_requests(true);
+        .ignore_invalid_headers_in_responses(true);
     c
 }
 
@@ -219,7 +231,9 @@ pub(crate) fn parse_head(kind: Kind, bytes: &[u8]) -> Result<ParsedHead, String>
                 n = (n * 4).min(MAX_HEADERS);
                 continue;
             }
-            Err(httparse::Error::TooManyHeaders) => Err(format!("more than {MAX_HEADERS} header fields")),
+            Err(httparse::Error::TooManyHeaders) => {
+                Err(format!("more than {MAX_HEADERS} header fields"))
+            }
             Err(e) => Err(format!("malformed message head: {e}")),
         };
     }
@@ -236,7 +250,10 @@ pub(crate) enum Framing {
 }
 
 /// Values of every `name` field, comma-split, trimmed, empty items dropped.
-pub(crate) fn list_values<'a>(headers: &'a Headers, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+pub(crate) fn list_values<'a>(
+    headers: &'a Headers,
+    name: &'a str,
+) -> impl Iterator<Item = &'a str> + 'a {
     headers
         .iter()
         .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
@@ -253,10 +270,16 @@ pub(crate) fn has_header(headers: &Headers, name: &str) -> bool {
 pub(crate) fn content_length(headers: &Headers) -> Result<Option<u64>, String> {
     let mut found: Option<u64> = None;
     for v in list_values(headers, "content-length") {
-        let n = if v.len() <= 19 && v.bytes().all(|c| c.is_ascii_digit()) { v.parse::<u64>().ok() } else { None };
+        let n = if v.len() <= 19 && v.bytes().all(|c| c.is_ascii_digit()) {
+            v.parse::<u64>().ok()
+        } else {
+            None
+        };
         match (n, found) {
             (None, _) => return Err("invalid Content-Length".to_string()),
-            (Some(n), Some(f)) if n != f => return Err("conflicting Content-Length values".to_string()),
+            (Some(n), Some(f)) if n != f => {
+                return Err("conflicting Content-Length values".to_string());
+            }
             (Some(n), _) => found = Some(n),
         }
     }
@@ -273,7 +296,11 @@ fn transfer_chunked(headers: &Headers) -> Option<bool> {
     if !has_header(headers, "transfer-encoding") {
         return None;
     }
-    Some(list_values(headers, "transfer-encoding").last().is_some_and(|c| c.eq_ignore_ascii_case("chunked")))
+    Some(
+        list_values(headers, "transfer-encoding")
+            .last()
+            .is_some_and(|c| c.eq_ignore_ascii_case("chunked")),
+    )
 }
 
 pub(crate) fn request_framing(headers: &Headers) -> Result<Framing, String> {
@@ -289,7 +316,11 @@ pub(crate) fn request_framing(headers: &Headers) -> Result<Framing, String> {
 }
 
 /// `method` is the request's, when known.
-pub(crate) fn response_framing(status: u16, headers: &Headers, method: Option<&str>) -> Result<Framing, String> {
+pub(crate) fn response_framing(
+    status: u16,
+    headers: &Headers,
+    method: Option<&str>,
+) -> Result<Framing, String> {
     if method == Some("HEAD") || (100..200).contains(&status) || status == 204 || status == 304 {
         return Ok(Framing::None);
     }
@@ -311,12 +342,30 @@ mod tests {
 
     #[test]
     fn request_line_checks() {
-        assert_eq!(check_request_line(b""), LineCheck::Partial { past_method: false });
-        assert_eq!(check_request_line(b"GE"), LineCheck::Partial { past_method: false });
-        assert_eq!(check_request_line(b"GET "), LineCheck::Partial { past_method: true });
-        assert_eq!(check_request_line(b"GET /a?b HTTP/1."), LineCheck::Partial { past_method: true });
-        assert_eq!(check_request_line(b"GET /a?b HTTP/1.1\r\nHost"), LineCheck::Line);
-        assert_eq!(check_request_line(b"M-SEARCH * HTTP/1.1\n"), LineCheck::Line);
+        assert_eq!(
+            check_request_line(b""),
+            LineCheck::Partial { past_method: false }
+        );
+        assert_eq!(
+            check_request_line(b"GE"),
+            LineCheck::Partial { past_method: false }
+        );
+        assert_eq!(
+            check_request_line(b"GET "),
+            LineCheck::Partial { past_method: true }
+        );
+        assert_eq!(
+            check_request_line(b"GET /a?b HTTP/1."),
+            LineCheck::Partial { past_method: true }
+        );
+        assert_eq!(
+            check_request_line(b"GET /a?b HTTP/1.1\r\nHost"),
+            LineCheck::Line
+        );
+        assert_eq!(
+            check_request_line(b"M-SEARCH * HTTP/1.1\n"),
+            LineCheck::Line
+        );
         assert_eq!(check_request_line(b"PRI * HTTP/2.0\r\n"), LineCheck::No);
         assert_eq!(check_request_line(b"get / HTTP/1.1\r\n"), LineCheck::No);
         assert_eq!(check_request_line(b"\x16\x03\x01\x02\x00"), LineCheck::No);
@@ -328,27 +377,52 @@ mod tests {
 
     #[test]
     fn status_line_checks() {
-        assert_eq!(check_status_line(b"HTT"), LineCheck::Partial { past_method: false });
+        assert_eq!(
+            check_status_line(b"HTT"),
+            LineCheck::Partial { past_method: false }
+        );
         assert_eq!(check_status_line(b"HTTP/1.1 200 OK\r\n"), LineCheck::Line);
         assert_eq!(check_status_line(b"HTTP/1.0 404\r\n"), LineCheck::Line);
         assert_eq!(check_status_line(b"HTTP/1.1 20x"), LineCheck::No);
         assert_eq!(check_status_line(b"HTTP/2 200\r\n"), LineCheck::No);
-        assert_eq!(check_status_line(b"220 smtp.example ESMTP\r\n"), LineCheck::No);
+        assert_eq!(
+            check_status_line(b"220 smtp.example ESMTP\r\n"),
+            LineCheck::No
+        );
     }
 
     #[test]
     fn lengths_and_framing() {
-        let h = |v: &[(&str, &str)]| -> Headers { v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect() };
-        assert_eq!(content_length(&h(&[("Content-Length", "5, 5")])), Ok(Some(5)));
+        let h = |v: &[(&str, &str)]| -> Headers {
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            content_length(&h(&[("Content-Length", "5, 5")])),
+            Ok(Some(5))
+        );
         assert!(content_length(&h(&[("Content-Length", "5"), ("content-length", "6")])).is_err());
         assert!(content_length(&h(&[("Content-Length", "-1")])).is_err());
         assert!(content_length(&h(&[("Content-Length", "99999999999999999999999")])).is_err());
         assert!(content_length(&h(&[("Content-Length", "")])).is_err());
-        let te = h(&[("Transfer-Encoding", "gzip, chunked"), ("Content-Length", "3")]);
+        let te = h(&[
+            ("Transfer-Encoding", "gzip, chunked"),
+            ("Content-Length", "3"),
+        ]);
         assert_eq!(request_framing(&te), Ok(Framing::Chunked));
-        assert_eq!(response_framing(200, &h(&[("Transfer-Encoding", "gzip")]), None), Ok(Framing::Close));
-        assert_eq!(response_framing(200, &h(&[("Content-Length", "3")]), Some("HEAD")), Ok(Framing::None));
-        assert_eq!(response_framing(304, &h(&[("Content-Length", "3")]), None), Ok(Framing::None));
+        assert_eq!(
+            response_framing(200, &h(&[("Transfer-Encoding", "gzip")]), None),
+            Ok(Framing::Close)
+        );
+        assert_eq!(
+            response_framing(200, &h(&[("Content-Length", "3")]), Some("HEAD")),
+            Ok(Framing::None)
+        );
+        assert_eq!(
+            response_framing(304, &h(&[("Content-Length", "3")]), None),
+            Ok(Framing::None)
+        );
         assert_eq!(response_framing(200, &h(&[]), None), Ok(Framing::Close));
     }
 

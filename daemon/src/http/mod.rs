@@ -51,7 +51,9 @@ pub struct BodyLimits {
 
 impl Default for BodyLimits {
     fn default() -> Self {
-        BodyLimits { max_body_bytes: 1_048_576 }
+        BodyLimits {
+            max_body_bytes: 1_048_576,
+        }
     }
 }
 

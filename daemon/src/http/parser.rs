@@ -6,7 +6,10 @@
 //! Memory: only the head in progress is buffered (at most `MAX_HEAD_BYTES`); body bytes are
 //! handed out as slices of the input.
 use super::chunked::{Chunked, Step};
-use super::head::{check_start_line, parse_head, Framing, Kind, LineCheck, ParsedHead, MAX_HEAD_BYTES, MAX_START_LINE};
+use super::head::{
+    Framing, Kind, LineCheck, MAX_HEAD_BYTES, MAX_START_LINE, ParsedHead, check_start_line,
+    parse_head,
+};
 use crate::events::{Headers, Timestamp};
 
 /// What went wrong, which decides what the connection does about it.
@@ -24,12 +27,21 @@ pub(crate) enum ErrKind {
 pub(crate) enum Ev<'a> {
     NeedMore,
     /// A head was parsed; the parser waits for [`SideParser::set_framing`].
-    Head { head: ParsedHead, first_ts: Timestamp },
+    Head {
+        head: ParsedHead,
+        first_ts: Timestamp,
+    },
     Body(&'a [u8]),
     /// The message ended; `wire` counts its bytes (head, framing, body).
-    End { wire: u64, trailers: Headers },
+    End {
+        wire: u64,
+        trailers: Headers,
+    },
     /// The parser skipped the message and now looks for the next start line.
-    Error { msg: String, kind: ErrKind },
+    Error {
+        msg: String,
+        kind: ErrKind,
+    },
 }
 
 /// Where a capture gap left the parser.
@@ -59,7 +71,9 @@ pub(crate) enum Was {
 pub(crate) enum Closed {
     Clean,
     /// A close-delimited body ended normally.
-    End { wire: u64 },
+    End {
+        wire: u64,
+    },
     InHead,
     InBody,
 }
@@ -87,9 +101,61 @@ pub(crate) struct SideParser {
     seen_head: bool,
 }
 
+/// Methods recognised in the middle of a line when resynchronising (any method token is
+/// accepted at the start of a line).
+const KNOWN_METHODS: [&[u8]; 9] = [
+    b"GET ",
+    b"POST ",
+    b"PUT ",
+    b"DELETE ",
+    b"HEAD ",
+    b"OPTIONS ",
+    b"PATCH ",
+    b"CONNECT ",
+    b"TRACE ",
+];
+
+/// Where a complete, valid start line begins in `line` (which ends in LF): at its start
+/// (`line_start`: it begins a line) or, for a message glued to the end of an unparsed body,
+/// at `HTTP/1.` or a well-known method.
+fn find_start(kind: Kind, line: &[u8], line_start: bool) -> Option<usize> {
+    (0..line.len()).find(|&p| {
+        let at = line.get(p..).unwrap_or_default();
+        let candidate = (p == 0 && line_start)
+            || match kind {
+                Kind::Response => at.starts_with(b"HTTP/1."),
+                Kind::Request => KNOWN_METHODS.iter().any(|m| at.starts_with(m)),
+            };
+        candidate && check_start_line(kind, at) == LineCheck::Line
+    })
+}
+
+/// Start lines are checked on every feed while at most this long, then once complete.
+const EARLY_CHECK: usize = 256;
+
+/// Appends `seg` to a line fragment, keeping at most `2 * MAX_START_LINE` bytes and at
+/// least the last `MAX_START_LINE`. True when bytes were dropped from the front.
+fn push_tail(buf: &mut Vec<u8>, seg: &[u8]) -> bool {
+    if seg.len() >= MAX_START_LINE {
+        buf.clear();
+        buf.extend_from_slice(seg.get(seg.len() - MAX_START_LINE..).unwrap_or_default());
+        return true;
+    }
+    buf.extend_from_slice(seg);
+    if buf.len() > 2 * MAX_START_LINE {
+        buf.drain(..buf.len() - MAX_START_LINE);
+        buf.shrink_to(2 * MAX_START_LINE);
+        return true;
+    }
+    false
+}
+
 /// Splits off `input` up to and including the first LF (or all of it).
 fn take_line<'a>(input: &mut &'a [u8]) -> &'a [u8] {
-    let n = input.iter().position(|&c| c == b'\n').map_or(input.len(), |p| p + 1);
+    let n = input
+        .iter()
+        .position(|&c| c == b'\n')
+        .map_or(input.len(), |p| p + 1);
     let (seg, rest) = input.split_at(n);
     *input = rest;
     seg
@@ -151,7 +217,10 @@ impl SideParser {
         self.st = St::Start;
         self.buf.clear();
         self.line_ok = false;
-        Ev::End { wire: self.wire, trailers }
+        Ev::End {
+            wire: self.wire,
+            trailers,
+        }
     }
 
     fn what(&self) -> &'static str {
@@ -174,7 +243,9 @@ impl SideParser {
                     if input.is_empty() {
                         return Ev::NeedMore;
                     }
-                    let n = usize::try_from(*remaining).unwrap_or(usize::MAX).min(input.len());
+                    let n = usize::try_from(*remaining)
+                        .unwrap_or(usize::MAX)
+                        .min(input.len());
                     let (data, rest) = input.split_at(n);
                     *input = rest;
                     *remaining -= n as u64;
@@ -200,41 +271,31 @@ impl SideParser {
                     };
                 }
                 St::Resync { line_start } => {
+                    let line_start = *line_start;
+                    if self.buf.last() == Some(&b'\n') {
+                        // Only the last MAX_START_LINE bytes of a line can hold a start line.
+                        let w = self.buf.len().saturating_sub(MAX_START_LINE);
+                        let window = self.buf.get(w..).unwrap_or_default();
+                        match find_start(self.kind, window, line_start && w == 0) {
+                            Some(p) => {
+                                self.buf.drain(..w + p);
+                                self.st = St::Start;
+                                self.line_ok = true;
+                                self.first_ts = ts;
+                                self.wire = self.buf.len() as u64;
+                            }
+                            None => {
+                                self.buf.clear();
+                                self.st = St::Resync { line_start: true };
+                            }
+                        }
+                        continue;
+                    }
                     if input.is_empty() {
                         return Ev::NeedMore;
                     }
-                    if !*line_start {
-                        match input.iter().position(|&c| c == b'\n') {
-                            Some(p) => {
-                                *input = input.get(p + 1..).unwrap_or_default();
-                                *line_start = true;
-                            }
-                            None => *input = &[],
-                        }
-                        continue;
-                    }
-                    let seg = take_line(input);
-                    let ends_line = seg.last() == Some(&b'\n');
-                    if self.buf.len() + seg.len() > MAX_START_LINE {
-                        self.buf = Vec::new();
-                        self.st = St::Resync { line_start: ends_line };
-                        continue;
-                    }
-                    if self.buf.is_empty() {
-                        self.first_ts = ts;
-                    }
-                    self.buf.extend_from_slice(seg);
-                    match check_start_line(self.kind, &self.buf) {
-                        LineCheck::Line => {
-                            self.st = St::Start;
-                            self.line_ok = true;
-                            self.wire = self.buf.len() as u64;
-                        }
-                        LineCheck::Partial { .. } if !ends_line => return Ev::NeedMore,
-                        _ => {
-                            self.buf.clear();
-                            self.st = St::Resync { line_start: ends_line };
-                        }
+                    if push_tail(&mut self.buf, take_line(input)) {
+                        self.st = St::Resync { line_start: false };
                     }
                 }
             }
@@ -245,7 +306,10 @@ impl SideParser {
     fn head_step<'a>(&mut self, input: &mut &'a [u8], ts: Timestamp) -> Ev<'a> {
         if self.buf.is_empty() {
             // Blank lines between messages are tolerated (RFC 9112 §2.2).
-            let skip = input.iter().take_while(|&&c| c == b'\r' || c == b'\n').count();
+            let skip = input
+                .iter()
+                .take_while(|&&c| c == b'\r' || c == b'\n')
+                .count();
             *input = input.get(skip..).unwrap_or_default();
             if input.is_empty() {
                 return Ev::NeedMore;
@@ -258,17 +322,40 @@ impl SideParser {
             let seg = take_line(input);
             let ends_line = seg.last() == Some(&b'\n');
             self.wire += seg.len() as u64;
-            if self.buf.len() + seg.len() > MAX_START_LINE {
-                let msg = format!("{} line longer than {MAX_START_LINE} bytes", self.what());
-                return self.fail(msg, ErrKind::StartLine, ends_line);
-            }
-            self.buf.extend_from_slice(seg);
-            match check_start_line(self.kind, &self.buf) {
+            let before = self.buf.len();
+            let too_long = before + seg.len() > MAX_START_LINE;
+            push_tail(&mut self.buf, seg);
+            // The first EARLY_CHECK bytes are checked as they arrive (to tell non-HTTP
+            // quickly, whatever the feed sizes), the whole line once complete.
+            let verdict = if too_long {
+                LineCheck::No
+            } else if ends_line {
+                check_start_line(self.kind, &self.buf)
+            } else if before < EARLY_CHECK {
+                check_start_line(
+                    self.kind,
+                    self.buf
+                        .get(..EARLY_CHECK.min(self.buf.len()))
+                        .unwrap_or_default(),
+                )
+            } else {
+                LineCheck::Partial { past_method: true }
+            };
+            match verdict {
                 LineCheck::Line => self.line_ok = true,
                 LineCheck::Partial { .. } if !ends_line => return Ev::NeedMore,
                 _ => {
-                    let msg = format!("not an HTTP/1.x {} line", self.what());
-                    return self.fail(msg, ErrKind::StartLine, ends_line);
+                    let msg = if too_long {
+                        format!("{} line longer than {MAX_START_LINE} bytes", self.what())
+                    } else {
+                        format!("not an HTTP/1.x {} line", self.what())
+                    };
+                    // A message may start later on this line (after a stray body byte).
+                    let mut rest = std::mem::take(&mut self.buf);
+                    rest.drain(..1.min(rest.len()));
+                    let ev = self.fail(msg, ErrKind::StartLine, false);
+                    self.buf = rest;
+                    return ev;
                 }
             }
         }
@@ -277,7 +364,17 @@ impl SideParser {
             self.wire += seg.len() as u64;
             if self.buf.len() + seg.len() > MAX_HEAD_BYTES {
                 let msg = format!("message head larger than {MAX_HEAD_BYTES} bytes");
-                return self.fail(msg, ErrKind::Head, seg.last() == Some(&b'\n'));
+                // Resynchronise from the start of the current line, whatever the feed sizes.
+                let line_at = self
+                    .buf
+                    .iter()
+                    .rposition(|&c| c == b'\n')
+                    .map_or(0, |p| p + 1);
+                let mut line = self.buf.split_off(line_at);
+                push_tail(&mut line, seg);
+                let ev = self.fail(msg, ErrKind::Head, true);
+                self.buf = line;
+                return ev;
             }
             self.buf.extend_from_slice(seg);
             if self.buf.ends_with(b"\n\n") || self.buf.ends_with(b"\n\r\n") {
@@ -288,7 +385,10 @@ impl SideParser {
                     Ok(head) => {
                         self.seen_head = true;
                         self.st = St::AwaitFraming;
-                        Ev::Head { head, first_ts: self.first_ts }
+                        Ev::Head {
+                            head,
+                            first_ts: self.first_ts,
+                        }
                     }
                     Err(msg) => self.fail(msg, ErrKind::Head, true),
                 };
@@ -310,7 +410,10 @@ impl SideParser {
             St::Length { remaining } => {
                 let body_lost = *remaining;
                 self.wire = self.wire.saturating_add(body_lost);
-                Gap::Overran { body_lost, extra: lost - body_lost }
+                Gap::Overran {
+                    body_lost,
+                    extra: lost - body_lost,
+                }
             }
             St::Chunked(d) => {
                 if d.absorb(lost) {
@@ -369,7 +472,10 @@ mod tests {
     #[test]
     fn resync_finds_the_next_request_line() {
         let mut p = SideParser::new(Kind::Request);
-        let ev = events(&mut p, b"\x16\x03garbage\r\nmore junk GET / HTTP/1.1\r\nGET /x HTTP/1.1\r\n\r\nabc");
+        let ev = events(
+            &mut p,
+            b"\x16\x03garbage\r\nmore junk\r\n}GET /x HTTP/1.1\r\n\r\nabc",
+        );
         assert_eq!(ev, ["error StartLine", "head", "body abc", "end 22"]);
     }
 
@@ -381,16 +487,28 @@ mod tests {
             ev.extend(events(&mut p, &[b'X'; 1024]));
         }
         assert_eq!(ev, ["error Head"]);
-        assert!(p.buf.capacity() <= MAX_START_LINE * 2);
+        assert!(p.buf.capacity() <= MAX_START_LINE * 4);
     }
 
     #[test]
     fn gap_inside_a_known_length_is_absorbed() {
         let mut p = SideParser::new(Kind::Response);
-        assert_eq!(events(&mut p, b"HTTP/1.1 200 OK\r\n\r\na"), ["head", "body a"]);
+        assert_eq!(
+            events(&mut p, b"HTTP/1.1 200 OK\r\n\r\na"),
+            ["head", "body a"]
+        );
         assert_eq!(p.gap(1), Gap::InBody);
-        assert_eq!(events(&mut p, b"cHTTP/1.1 200 OK\r\n\r\n"), ["body c", "end 22", "head"]);
-        assert_eq!(p.gap(5), Gap::Overran { body_lost: 3, extra: 2 });
+        assert_eq!(
+            events(&mut p, b"cHTTP/1.1 200 OK\r\n\r\n"),
+            ["body c", "end 22", "head"]
+        );
+        assert_eq!(
+            p.gap(5),
+            Gap::Overran {
+                body_lost: 3,
+                extra: 2
+            }
+        );
         assert_eq!(p.gap(5), Gap::Ignored);
     }
 }

@@ -19,7 +19,12 @@ pub(crate) struct Msg<L> {
 
 impl<L> Msg<L> {
     pub(crate) fn new(line: L, headers: Headers, cap: usize, expected: Option<u64>) -> Self {
-        Msg { line, headers, trailers: Vec::new(), body: BodyCapture::new(cap, expected) }
+        Msg {
+            line,
+            headers,
+            trailers: Vec::new(),
+            body: BodyCapture::new(cap, expected),
+        }
     }
 
     fn content_encoding(&self) -> Option<String> {
@@ -135,7 +140,14 @@ impl Slot {
     pub(crate) fn into_exchange(self, max_body_bytes: usize) -> Exchange {
         let request = self.req.map(|m| {
             let (line, headers, trailers, body) = m.into_parts(max_body_bytes);
-            HttpRequest { method: line.method, target: line.target, version: line.version, headers, trailers, body }
+            HttpRequest {
+                method: line.method,
+                target: line.target,
+                version: line.version,
+                headers,
+                trailers,
+                body,
+            }
         });
         let informational = self.informational;
         let response = self.resp.map(|m| {
@@ -156,7 +168,11 @@ impl Slot {
             start: self.start,
             request_sent: self.request_sent,
             response_start: self.response_start,
-            end: self.end.or(self.response_start).or(self.request_sent).unwrap_or(self.start),
+            end: self
+                .end
+                .or(self.response_start)
+                .or(self.request_sent)
+                .unwrap_or(self.start),
             request_wire_bytes: self.req_wire,
             response_wire_bytes: self.resp_wire,
             error: (!self.errors.is_empty()).then(|| self.errors.join("; ")),

@@ -33,7 +33,9 @@ pub(super) fn resp(e: &Exchange) -> &HttpResponse {
 }
 
 pub(super) fn h(list: &[(&str, &str)]) -> Headers {
-    list.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
+    list.iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect()
 }
 
 use Side::{Client, Server};
@@ -42,24 +44,56 @@ use Side::{Client, Server};
 fn simple_get_fields_timing_and_sizes() {
     let rq = b"GET /search?q=a%20b&x=1 HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\nX-Dup: 1\r\nx-dup: 2\r\n\r\n";
     let rs = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello";
-    let ex = run(&[(Client, rq), (Server, &rs[..20]), (Server, &rs[20..])], false);
+    let ex = run(
+        &[(Client, rq), (Server, &rs[..20]), (Server, &rs[20..])],
+        false,
+    );
     assert_eq!(ex.len(), 1);
     let e = &ex[0];
     let r = req(e);
-    assert_eq!((r.method.as_str(), r.target.as_str(), r.version.as_str()), ("GET", "/search?q=a%20b&x=1", "HTTP/1.1"));
-    assert_eq!(r.headers, h(&[("Host", "example.com"), ("Accept", "*/*"), ("X-Dup", "1"), ("x-dup", "2")]));
+    assert_eq!(
+        (r.method.as_str(), r.target.as_str(), r.version.as_str()),
+        ("GET", "/search?q=a%20b&x=1", "HTTP/1.1")
+    );
+    assert_eq!(
+        r.headers,
+        h(&[
+            ("Host", "example.com"),
+            ("Accept", "*/*"),
+            ("X-Dup", "1"),
+            ("x-dup", "2")
+        ])
+    );
     assert_eq!(r.body.size, 0);
     let s = resp(e);
-    assert_eq!((s.status, s.reason.as_str(), s.body.text.as_str()), (200, "OK", "hello"));
-    assert_eq!((s.body.encoding, s.body.size, s.body.captured, s.body.truncated), (BodyEncoding::Utf8, 5, 5, false));
-    assert_eq!((e.start, e.request_sent, e.response_start, e.end), (ts(1), Some(ts(1)), Some(ts(2)), ts(3)));
-    assert_eq!((e.request_wire_bytes, e.response_wire_bytes), (rq.len() as u64, rs.len() as u64));
+    assert_eq!(
+        (s.status, s.reason.as_str(), s.body.text.as_str()),
+        (200, "OK", "hello")
+    );
+    assert_eq!(
+        (
+            s.body.encoding,
+            s.body.size,
+            s.body.captured,
+            s.body.truncated
+        ),
+        (BodyEncoding::Utf8, 5, 5, false)
+    );
+    assert_eq!(
+        (e.start, e.request_sent, e.response_start, e.end),
+        (ts(1), Some(ts(1)), Some(ts(2)), ts(3))
+    );
+    assert_eq!(
+        (e.request_wire_bytes, e.response_wire_bytes),
+        (rq.len() as u64, rs.len() as u64)
+    );
     assert_eq!(e.error, None);
 }
 
 const CHUNKED_REQ: &[u8] = b"POST /upload HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTrailer: X-Checksum\r\n\r\n\
 4;ext=1\r\nWiki\r\n5\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nX-Checksum: abc\r\n\r\n";
-const CHUNKED_RESP: &[u8] = b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\n\
+const CHUNKED_RESP: &[u8] =
+    b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\n\
 7\r\n{\"ok\":1\r\n1\r\n}\r\n0\r\nServer-Timing: db;dur=53\r\nX-Two: 2\r\n\r\n";
 
 #[test]
@@ -72,7 +106,10 @@ fn chunked_with_extensions_and_trailers() {
     assert_eq!(r.trailers, h(&[("X-Checksum", "abc")]));
     let s = resp(&ex[0]);
     assert_eq!(s.body.text, "{\"ok\":1}");
-    assert_eq!(s.trailers, h(&[("Server-Timing", "db;dur=53"), ("X-Two", "2")]));
+    assert_eq!(
+        s.trailers,
+        h(&[("Server-Timing", "db;dur=53"), ("X-Two", "2")])
+    );
     assert_eq!(s.all_headers().len(), s.headers.len() + 2);
     assert_eq!(ex[0].response_wire_bytes, CHUNKED_RESP.len() as u64);
 }
@@ -100,7 +137,11 @@ fn split_at_every_byte_boundary() {
     for i in 0..=CHUNKED_RESP.len() {
         let mut c = HttpConn::new(BodyLimits::default());
         let mut out = feed(&mut c, Client, &[CHUNKED_REQ]);
-        out.extend(feed(&mut c, Server, &[&CHUNKED_RESP[..i], &CHUNKED_RESP[i..]]));
+        out.extend(feed(
+            &mut c,
+            Server,
+            &[&CHUNKED_RESP[..i], &CHUNKED_RESP[i..]],
+        ));
         assert_eq!(out, whole, "response split at {i}");
     }
     let mut c = HttpConn::new(BodyLimits::default());
@@ -116,9 +157,24 @@ fn pipelined_requests_pair_fifo() {
     let rs = b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\naHTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n\
 HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok";
     let ex = run(&[(Client, rq), (Server, rs)], false);
-    let got: Vec<(String, u16, String)> =
-        ex.iter().map(|e| (req(e).target.clone(), resp(e).status, resp(e).body.text.clone())).collect();
-    assert_eq!(got, [("/1".into(), 200, "a".into()), ("/2".into(), 404, "".into()), ("/3".into(), 201, "ok".into())]);
+    let got: Vec<(String, u16, String)> = ex
+        .iter()
+        .map(|e| {
+            (
+                req(e).target.clone(),
+                resp(e).status,
+                resp(e).body.text.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("/1".into(), 200, "a".into()),
+            ("/2".into(), 404, "".into()),
+            ("/3".into(), 201, "ok".into())
+        ]
+    );
     assert_eq!(req(&ex[2]).body.text, "abc");
     assert!(ex.iter().all(|e| e.error.is_none()));
 }
@@ -133,10 +189,21 @@ fn keep_alive_three_exchanges_in_order() {
         let rs = format!("HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nitem {i}");
         let ex = c.feed(Server, rs.as_bytes(), ts(10 * i + 5));
         assert_eq!(ex.len(), 1);
-        got.push((req(&ex[0]).target.clone(), resp(&ex[0]).body.text.clone(), ex[0].start, ex[0].end));
+        got.push((
+            req(&ex[0]).target.clone(),
+            resp(&ex[0]).body.text.clone(),
+            ex[0].start,
+            ex[0].end,
+        ));
     }
-    assert_eq!(got[2], ("/item/2".to_string(), "item 2".to_string(), ts(20), ts(25)));
-    assert_eq!(got.iter().map(|g| g.0.as_str()).collect::<Vec<_>>(), ["/item/0", "/item/1", "/item/2"]);
+    assert_eq!(
+        got[2],
+        ("/item/2".to_string(), "item 2".to_string(), ts(20), ts(25))
+    );
+    assert_eq!(
+        got.iter().map(|g| g.0.as_str()).collect::<Vec<_>>(),
+        ["/item/0", "/item/1", "/item/2"]
+    );
     assert!(c.close(ts(99)).is_empty());
 }
 
@@ -154,9 +221,15 @@ fn expect_100_continue_is_skipped_not_paired() {
     );
     assert_eq!(ex.len(), 1);
     let s = resp(&ex[0]);
-    assert_eq!((s.status, s.informational.clone(), s.body.text.as_str()), (200, vec![100, 103], "ok"));
+    assert_eq!(
+        (s.status, s.informational.clone(), s.body.text.as_str()),
+        (200, vec![100, 103], "ok")
+    );
     assert_eq!(req(&ex[0]).body.text, "data");
-    assert_eq!((ex[0].request_sent, ex[0].response_start), (Some(ts(3)), Some(ts(4))));
+    assert_eq!(
+        (ex[0].request_sent, ex[0].response_start),
+        (Some(ts(3)), Some(ts(4)))
+    );
 }
 
 #[test]
@@ -167,7 +240,10 @@ HTTP/1.1 204 No Content\r\nContent-Length: 7\r\n\r\n\
 HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n\
 HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlast";
     let ex = run(&[(Client, rq), (Server, rs)], false);
-    let st: Vec<(u16, u64)> = ex.iter().map(|e| (resp(e).status, resp(e).body.size)).collect();
+    let st: Vec<(u16, u64)> = ex
+        .iter()
+        .map(|e| (resp(e).status, resp(e).body.size))
+        .collect();
     assert_eq!(st, [(200, 0), (204, 0), (304, 0), (200, 4)]);
     assert_eq!(resp(&ex[3]).body.text, "last");
 }
@@ -177,7 +253,10 @@ fn response_delimited_by_close() {
     let ex = run(
         &[
             (Client, b"GET / HTTP/1.0\r\n\r\n"),
-            (Server, b"HTTP/1.0 200 OK\r\nConnection: close\r\n\r\npart one, "),
+            (
+                Server,
+                b"HTTP/1.0 200 OK\r\nConnection: close\r\n\r\npart one, ",
+            ),
             (Server, b"part two"),
         ],
         false,
@@ -185,7 +264,11 @@ fn response_delimited_by_close() {
     assert!(ex.is_empty(), "not complete until the close");
     let mut c = HttpConn::new(BodyLimits::default());
     c.feed(Client, b"GET / HTTP/1.1\r\n\r\n", ts(1));
-    c.feed(Server, b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\npart one, ", ts(2));
+    c.feed(
+        Server,
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\npart one, ",
+        ts(2),
+    );
     c.feed(Server, b"part two", ts(3));
     let ex = c.close(ts(9));
     assert_eq!(ex.len(), 1);
@@ -196,7 +279,13 @@ fn response_delimited_by_close() {
 #[test]
 fn connection_close_with_length_completes_before_close() {
     let ex = run(
-        &[(Client, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n"), (Server, b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nhi")],
+        &[
+            (Client, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n"),
+            (
+                Server,
+                b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nhi",
+            ),
+        ],
         false,
     );
     assert_eq!(resp(&ex[0]).body.text, "hi");
@@ -208,7 +297,14 @@ fn switching_protocols_ends_http() {
     let up = b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
     assert!(c.feed(Client, up, ts(1)).is_empty());
     // A frame the client sends before the 101 is seen: held, never parsed as HTTP.
-    assert!(c.feed(Client, b"\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58", ts(2)).is_empty());
+    assert!(
+        c.feed(
+            Client,
+            b"\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58",
+            ts(2)
+        )
+        .is_empty()
+    );
     let ex = c.feed(Server, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\x81\x05hello", ts(3));
     assert_eq!(ex.len(), 1);
     assert_eq!((resp(&ex[0]).status, ex[0].error.clone()), (101, None));
@@ -220,10 +316,25 @@ fn switching_protocols_ends_http() {
 #[test]
 fn connect_tunnel_ends_http() {
     let mut c = HttpConn::new(BodyLimits::default());
-    c.feed(Client, b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", ts(1));
-    c.feed(Client, b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03", ts(2));
-    let ex = c.feed(Server, b"HTTP/1.1 200 Connection Established\r\n\r\n\x16\x03\x03\x00\x7a", ts(3));
-    assert_eq!((req(&ex[0]).target.as_str(), resp(&ex[0]).status), ("example.com:443", 200));
+    c.feed(
+        Client,
+        b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+        ts(1),
+    );
+    c.feed(
+        Client,
+        b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03",
+        ts(2),
+    );
+    let ex = c.feed(
+        Server,
+        b"HTTP/1.1 200 Connection Established\r\n\r\n\x16\x03\x03\x00\x7a",
+        ts(3),
+    );
+    assert_eq!(
+        (req(&ex[0]).target.as_str(), resp(&ex[0]).status),
+        ("example.com:443", 200)
+    );
     assert!(c.is_not_http());
 }
 
@@ -236,7 +347,10 @@ fn refused_upgrade_resumes_http() {
         ],
         false,
     );
-    let got: Vec<_> = ex.iter().map(|e| (req(e).target.as_str(), resp(e).body.text.as_str())).collect();
+    let got: Vec<_> = ex
+        .iter()
+        .map(|e| (req(e).target.as_str(), resp(e).body.text.as_str()))
+        .collect();
     assert_eq!(got, [("/a", "a"), ("/b", "b")]);
 }
 
@@ -278,26 +392,54 @@ fn looks_like_request_guesses_the_client() {
 #[test]
 fn response_seen_before_its_request_is_held_and_paired() {
     let ex = run(
-        &[(Server, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"), (Client, b"HEAD / HTTP/1.1\r\n\r\n")],
+        &[
+            (Server, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+            (Client, b"HEAD / HTTP/1.1\r\n\r\n"),
+        ],
         false,
     );
     assert_eq!(ex.len(), 1);
-    assert_eq!((req(&ex[0]).method.as_str(), resp(&ex[0]).status, ex[0].error.clone()), ("HEAD", 200, None));
+    assert_eq!(
+        (
+            req(&ex[0]).method.as_str(),
+            resp(&ex[0]).status,
+            ex[0].error.clone()
+        ),
+        ("HEAD", 200, None)
+    );
     // No request ever: returned at close without one.
-    let ex = run(&[(Server, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")], true);
+    let ex = run(
+        &[(Server, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")],
+        true,
+    );
     assert_eq!(ex.len(), 1);
     assert!(ex[0].request.is_none());
     assert_eq!(resp(&ex[0]).body.text, "ok");
-    assert!(ex[0].error.as_deref().unwrap().contains("without a captured request"));
+    assert!(
+        ex[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("without a captured request")
+    );
 }
 
 #[test]
 fn close_before_response_returns_request_with_error() {
-    let ex = run(&[(Client, b"GET /slow HTTP/1.1\r\n\r\nGET /slower HTTP/1.1\r\n\r\n")], true);
+    let ex = run(
+        &[(
+            Client,
+            b"GET /slow HTTP/1.1\r\n\r\nGET /slower HTTP/1.1\r\n\r\n",
+        )],
+        true,
+    );
     assert_eq!(ex.len(), 2);
     for e in &ex {
         assert!(e.response.is_none());
-        assert_eq!(e.error.as_deref(), Some("connection closed before the response"));
+        assert_eq!(
+            e.error.as_deref(),
+            Some("connection closed before the response")
+        );
         assert_eq!(e.end, ts(1000));
     }
 }
@@ -308,7 +450,10 @@ fn too_many_in_flight_gives_up_cleanly() {
     let mut c = HttpConn::new(BodyLimits::default());
     let ex = c.feed(Client, many.as_bytes(), ts(1));
     assert_eq!(ex.len(), MAX_PENDING);
-    assert!(ex.iter().all(|e| e.error.as_deref().unwrap_or("").contains("parsing stopped")));
+    assert!(
+        ex.iter()
+            .all(|e| e.error.as_deref().unwrap_or("").contains("parsing stopped"))
+    );
     assert!(c.is_not_http());
 }
 
@@ -319,7 +464,13 @@ fn many_headers_and_oversized_heads() {
         big.push_str(&format!("X-{i}: v\r\n"));
     }
     big.push_str("\r\n");
-    let ex = run(&[(Client, big.as_bytes()), (Server, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")], false);
+    let ex = run(
+        &[
+            (Client, big.as_bytes()),
+            (Server, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+        ],
+        false,
+    );
     assert_eq!(req(&ex[0]).headers.len(), 2000);
     // Over 64 KiB: an error exchange, and the next request still parses.
     let mut huge = String::from("GET /huge HTTP/1.1\r\n");
@@ -336,7 +487,13 @@ fn many_headers_and_oversized_heads() {
     );
     assert_eq!(ex.len(), 3);
     assert!(ex[1].request.is_none());
-    assert!(ex[1].error.as_deref().unwrap().contains("larger than 65536"));
+    assert!(
+        ex[1]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("larger than 65536")
+    );
     assert_eq!(resp(&ex[1]).status, 431);
     assert_eq!(req(&ex[2]).target, "/next");
 }
