@@ -167,6 +167,14 @@ fn run(
             match r {
                 Ok(rec) => {
                     if let Record::Exec { pid, .. } = rec {
+                        // the executable is there at once (a static OpenSSL); libraries
+                        // are mapped by the loader a little later
+                        let new = cap.attach_libs_of(pid);
+                        if !new.is_empty() {
+                            if let Ok(mut p) = probes.lock() {
+                                p.extend(new);
+                            }
+                        }
                         let t = Instant::now();
                         for d in [30, 250, 900] {
                             scans.entry(t + Duration::from_millis(d)).or_default().push(pid);

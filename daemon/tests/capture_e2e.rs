@@ -262,7 +262,9 @@ fn tls_node_client() {
     let trace = Trace::start(&[]);
     let (_server, port) = python_server(Some(&c));
     let tok = token("node");
-    let (pid, out) = run(Command::new("node").arg(fixtures().join("client.js")).arg(format!("https://127.0.0.1:{port}/hello")).arg(&tok));
+    // Node carries OpenSSL in its executable: the probes attach to it when it execs
+    // (within a second); the client waits that second, as a service started later would.
+    let (pid, out) = run(Command::new("node").arg(fixtures().join("client.js")).arg(format!("https://127.0.0.1:{port}/hello")).arg(&tok).arg("1000"));
     assert_eq!(out, "hello from python");
     let eg = trace.transaction("egress", &tok);
     assert_exchange(&eg, "GET", "/hello", 200, "hello from python");

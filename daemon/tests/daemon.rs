@@ -242,13 +242,18 @@ fn env_enables_dev_tools_and_remote_listen_is_refused() {
 
 #[test]
 fn trace_without_capture_says_why() {
-    let out = Command::new(QTAP).args(["trace", "--topics", "request.http_transaction"]).output().unwrap();
+    // as an unprivileged user (setpriv from util-linux) the kernel refuses our programs
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", QTAP, "trace", "--topics", "request.http_transaction"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let line = String::from_utf8_lossy(&out.stdout);
     let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
     assert_eq!(v["topic"], "system.connected");
     assert!(v["data"]["probes"][0]["status"].as_str().unwrap().starts_with("failed: "));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot capture: "));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot capture: ") && err.contains("run as root"), "{err}");
     let out = Command::new(QTAP).args(["trace", "--topics", "bogus"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown topic `bogus`"));

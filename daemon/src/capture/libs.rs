@@ -42,6 +42,12 @@ fn lib_file(open_path: PathBuf, shown_path: String) -> Option<LibFile> {
     if !md.is_file() {
         return None;
     }
+    // The same file under the same path in our mount namespace: use that path, which
+    // stays valid after the process that showed it to us exits.
+    let open_path = match std::fs::metadata(&shown_path) {
+        Ok(m) if m.dev() == md.dev() && m.ino() == md.ino() => PathBuf::from(&shown_path),
+        _ => open_path,
+    };
     Some(LibFile { open_path, shown_path, dev: md.dev(), ino: md.ino() })
 }
 
@@ -134,27 +140,65 @@ pub fn exe_of(proc_root: &Path, pid: u32) -> Option<LibFile> {
     lib_file(base.join("root").join(shown.trim_start_matches('/')), shown)
 }
 
-/// Whether an ELF file defines OpenSSL's `SSL_write` and `SSL_read` (a statically linked
-/// OpenSSL or BoringSSL, as in Node.js): read lazily, so a large binary costs little.
-pub fn defines_ssl_symbols(path: &Path) -> bool {
-    use object::{Object, ObjectSymbol};
-    let Ok(file) = std::fs::File::open(path) else { return false };
-    let cache = object::ReadCache::new(file);
-    let Ok(obj) = object::File::parse(&cache) else { return false };
-    let mut read = false;
-    let mut write = false;
+/// File offsets of the defined functions named in `names`, from `.dynsym` and `.symtab`
+/// (uprobes are placed by file offset; this works for large and statically linked
+/// binaries alike). Names missing from the file are absent from the result.
+pub fn symbol_offsets(path: &Path, names: &[&str]) -> Result<Vec<(String, u64)>, String> {
+    use object::{Object, ObjectSection, ObjectSymbol};
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    let map = Mmap::new(&file).map_err(|e| format!("cannot map: {e}"))?;
+    let obj = object::File::parse(map.bytes()).map_err(|e| format!("not an ELF file: {e}"))?;
+    let mut out: Vec<(String, u64)> = Vec::new();
     for sym in obj.dynamic_symbols().chain(obj.symbols()) {
-        if sym.is_undefined() {
+        if sym.is_undefined() || sym.address() == 0 {
             continue;
         }
-        match sym.name() {
-            Ok("SSL_read") => read = true,
-            Ok("SSL_write") => write = true,
-            _ => {}
+        let Ok(name) = sym.name() else { continue };
+        let name = name.split('@').next().unwrap_or(name);
+        if !names.contains(&name) || out.iter().any(|(n, _)| n == name) {
+            continue;
         }
-        if read && write {
-            return true;
-        }
+        let Some(idx) = sym.section_index() else { continue };
+        let Ok(sec) = obj.section_by_index(idx) else { continue };
+        let Some((sec_off, _)) = sec.file_range() else { continue };
+        let Some(off) = sym.address().checked_sub(sec.address()).and_then(|d| d.checked_add(sec_off)) else { continue };
+        out.push((name.to_string(), off));
     }
-    false
+    Ok(out)
+}
+
+/// A read-only private mapping of a whole file (binaries can be hundreds of MiB; only
+/// the pages the symbol tables live on are read).
+struct Mmap {
+    ptr: *mut libc::c_void,
+    len: usize,
+}
+
+impl Mmap {
+    fn new(file: &std::fs::File) -> std::io::Result<Mmap> {
+        use std::os::fd::AsRawFd;
+        let len = usize::try_from(file.metadata()?.len()).map_err(std::io::Error::other)?;
+        if len == 0 {
+            return Err(std::io::Error::other("empty file"));
+        }
+        // SAFETY: a fresh read-only private mapping of an open file; unmapped in Drop.
+        let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_PRIVATE, file.as_raw_fd(), 0) };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Mmap { ptr, len })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: the mapping is `len` bytes long and lives as long as `self`. A file
+        // truncated under us would fault; library files are replaced, not truncated.
+        unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), self.len) }
+    }
+}
+
+impl Drop for Mmap {
+    fn drop(&mut self) {
+        // SAFETY: unmapping our own mapping.
+        unsafe { libc::munmap(self.ptr, self.len) };
+    }
 }

@@ -284,32 +284,41 @@ impl Capture {
         if !self.attached_libs.insert((lib.dev, lib.ino)) {
             return None;
         }
+        let names: Vec<&str> = SSL_ENTRY.iter().map(|(_, sym)| *sym).collect();
+        let offsets = match libs::symbol_offsets(&lib.open_path, &names) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::debug!(library = %lib.shown_path, error = %e, "not probed");
+                return None;
+            }
+        };
+        if !offsets.iter().any(|(n, _)| n == "SSL_read") || !offsets.iter().any(|(n, _)| n == "SSL_write") {
+            // e.g. NSS's libssl3.so: a libssl by name, not OpenSSL's API
+            tracing::debug!(library = %lib.shown_path, "no SSL_read/SSL_write: not an OpenSSL-compatible library");
+            return None;
+        }
         let mut attached = Vec::new();
-        let mut missing = Vec::new();
         let mut failure = None;
         for (prog, sym) in SSL_ENTRY {
+            let Some((_, off)) = offsets.iter().find(|(n, _)| n == sym) else { continue };
             let r = (|| -> Result<(), String> {
                 let p: &mut UProbe = self.ebpf.program_mut(prog).ok_or("program missing")?.try_into().map_err(|e| format!("{e}"))?;
-                p.attach(*sym, &lib.open_path, UProbeScope::AllProcesses).map_err(|e| error_chain(&e))?;
+                p.attach(*off, &lib.open_path, UProbeScope::AllProcesses).map_err(|e| error_chain(&e))?;
                 let r: &mut UProbe = self.ebpf.program_mut("ssl_ret").ok_or("program missing")?.try_into().map_err(|e| format!("{e}"))?;
-                r.attach(*sym, &lib.open_path, UProbeScope::AllProcesses).map_err(|e| error_chain(&e))?;
+                r.attach(*off, &lib.open_path, UProbeScope::AllProcesses).map_err(|e| error_chain(&e))?;
                 Ok(())
             })();
             match r {
                 Ok(()) => attached.push(*sym),
-                Err(e) if e.contains("symbol") || e.contains("not found") => missing.push(*sym),
-                Err(e) => failure = Some(e),
+                Err(e) => failure = Some(format!("{sym}: {e}")),
             }
         }
-        let status = if attached.is_empty() {
-            match failure {
-                Some(e) => format!("failed: {e}"),
-                None => "failed: no SSL_read/SSL_write symbols in this file (stripped or not OpenSSL)".to_string(),
-            }
-        } else if missing.is_empty() {
-            "attached".to_string()
-        } else {
-            format!("attached ({}; missing {})", attached.join(", "), missing.join(", "))
+        let missing: Vec<&str> = names.iter().copied().filter(|n| !offsets.iter().any(|(m, _)| m == n)).collect();
+        let status = match (&failure, attached.is_empty()) {
+            (Some(e), true) => format!("failed: {e}"),
+            (Some(e), false) => format!("partly attached ({}); {e}", attached.join(", ")),
+            (None, _) if missing.is_empty() => "attached".to_string(),
+            (None, _) => format!("attached ({}; this build has no {})", attached.join(", "), missing.join(", ")),
         };
         let shown = if lib.open_path.starts_with(&self.cfg.proc_root) {
             format!("{} (via {})", lib.shown_path, lib.open_path.display())
@@ -332,7 +341,7 @@ impl Capture {
         let mut out: Vec<ProbeStatus> = libs::scan_pid(&self.cfg.proc_root, pid).iter().filter_map(|l| self.attach_lib(l)).collect();
         if let Some(exe) = libs::exe_of(&self.cfg.proc_root, pid) {
             let key = (exe.dev, exe.ino);
-            if !self.attached_libs.contains(&key) && self.checked_exes.insert(key) && libs::defines_ssl_symbols(&exe.open_path) {
+            if !self.attached_libs.contains(&key) && self.checked_exes.insert(key) {
                 out.extend(self.attach_lib(&exe));
             }
         }
