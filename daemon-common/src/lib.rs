@@ -142,12 +142,21 @@ pub struct CloseEvent {
     pub bytes_recv: u64,
 }
 
+/// Bytes of the exec'd file name kept.
+pub const FILENAME_LEN: usize = 192;
+
 /// EXEC / EXIT.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct ProcEvent {
     pub header: Header,
     pub comm: [u8; 16],
+    /// real uid
+    pub uid: u32,
+    pub _pad: u32,
+    /// EXEC: the path given to exec (NUL-terminated), so a process that exits before
+    /// user space reads /proc is still named
+    pub filename: [u8; FILENAME_LEN],
 }
 
 /// ESTABLISHED (server side): the tuple, for joining with ACCEPT.

@@ -5,13 +5,15 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use qtap_common::{
-    drop_reason, kind, sock_key, sock_state, Addr, CloseEvent, ConnEvent, EstablishedEvent,
-    Header, SockInfo,
+    Addr, CloseEvent, ConnEvent, EstablishedEvent, Header, SockInfo, drop_reason, kind, sock_key,
+    sock_state,
 };
 
 use crate::{
     data::{arg, ret},
-    maps::{count_drop, AcceptArgs, ConnectArgs, ACCEPT_ARGS, CONNECT_ARGS, EVENTS, SOCKET_ARGS, SOCKS},
+    maps::{
+        ACCEPT_ARGS, AcceptArgs, CONNECT_ARGS, ConnectArgs, EVENTS, SOCKET_ARGS, SOCKS, count_drop,
+    },
     self_tgid,
 };
 
@@ -85,7 +87,9 @@ pub fn sys_enter_socket(ctx: TracePointContext) -> u32 {
 pub fn sys_exit_socket(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     // SAFETY: map value copied out.
-    let Some(v) = (unsafe { SOCKET_ARGS.get(&pid_tgid) }).copied() else { return 0 };
+    let Some(v) = (unsafe { SOCKET_ARGS.get(&pid_tgid) }).copied() else {
+        return 0;
+    };
     let _ = SOCKET_ARGS.remove(&pid_tgid);
     let fd = ret(&ctx);
     if fd < 0 {
@@ -94,7 +98,10 @@ pub fn sys_exit_socket(ctx: TracePointContext) -> u32 {
     // Only non-stream inet sockets are remembered, so a later connect() on them (DNS over
     // UDP) is not mistaken for TCP. Stream sockets are tracked from connect/accept on.
     if v & 0xf != SOCK_STREAM {
-        let info = SockInfo { state: sock_state::IGNORE, ..Default::default() };
+        let info = SockInfo {
+            state: sock_state::IGNORE,
+            ..Default::default()
+        };
         let _ = SOCKS.insert(&sock_key((pid_tgid >> 32) as u32, fd as i32), &info, 0);
     }
     0
@@ -118,7 +125,12 @@ pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
     if remote.family != AF_INET && remote.family != AF_INET6 {
         return 0;
     }
-    let a = ConnectArgs { fd: fd as i64, remote, local: Addr::default(), sk: 0 };
+    let a = ConnectArgs {
+        fd: fd as i64,
+        remote,
+        local: Addr::default(),
+        sk: 0,
+    };
     let _ = CONNECT_ARGS.insert(&pid_tgid, &a, 0);
     0
 }
@@ -127,16 +139,27 @@ pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
 pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     // SAFETY: map value copied out.
-    let Some(a) = (unsafe { CONNECT_ARGS.get(&pid_tgid) }).copied() else { return 0 };
+    let Some(a) = (unsafe { CONNECT_ARGS.get(&pid_tgid) }).copied() else {
+        return 0;
+    };
     let _ = CONNECT_ARGS.remove(&pid_tgid);
     let r = ret(&ctx);
     if r != 0 && r != -EINPROGRESS {
         return 0;
     }
     let fd = a.fd as i32;
-    let info = SockInfo { state: sock_state::CAPTURE, ..Default::default() };
+    let info = SockInfo {
+        state: sock_state::CAPTURE,
+        ..Default::default()
+    };
     let _ = SOCKS.insert(&sock_key((pid_tgid >> 32) as u32, fd), &info, 0);
-    let ev: ConnEvent = ConnEvent { header: header(kind::CONNECT, pid_tgid, fd), local: a.local, remote: a.remote, ret: r, sk: a.sk };
+    let ev: ConnEvent = ConnEvent {
+        header: header(kind::CONNECT, pid_tgid, fd),
+        local: a.local,
+        remote: a.remote,
+        ret: r,
+        sk: a.sk,
+    };
     if EVENTS.output::<ConnEvent>(&ev, 0).is_err() {
         count_drop(drop_reason::CONTROL_EVENTS, 1);
     }
@@ -149,7 +172,13 @@ fn accept_enter(ctx: &TracePointContext) -> u32 {
     if (pid_tgid >> 32) as u32 == self_tgid() {
         return 0;
     }
-    let _ = ACCEPT_ARGS.insert(&pid_tgid, &AcceptArgs { sockaddr: arg(ctx, 1) }, 0);
+    let _ = ACCEPT_ARGS.insert(
+        &pid_tgid,
+        &AcceptArgs {
+            sockaddr: arg(ctx, 1),
+        },
+        0,
+    );
     0
 }
 
@@ -157,7 +186,9 @@ fn accept_enter(ctx: &TracePointContext) -> u32 {
 fn accept_exit(ctx: &TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     // SAFETY: map value copied out.
-    let Some(a) = (unsafe { ACCEPT_ARGS.get(&pid_tgid) }).copied() else { return 0 };
+    let Some(a) = (unsafe { ACCEPT_ARGS.get(&pid_tgid) }).copied() else {
+        return 0;
+    };
     let _ = ACCEPT_ARGS.remove(&pid_tgid);
     let fd = ret(ctx);
     if fd < 0 {
@@ -170,7 +201,10 @@ fn accept_exit(ctx: &TracePointContext) -> u32 {
         return 0;
     }
     let fd = fd as i32;
-    let info = SockInfo { state: sock_state::CAPTURE, ..Default::default() };
+    let info = SockInfo {
+        state: sock_state::CAPTURE,
+        ..Default::default()
+    };
     let _ = SOCKS.insert(&sock_key((pid_tgid >> 32) as u32, fd), &info, 0);
     let ev: ConnEvent = ConnEvent {
         header: header(kind::ACCEPT, pid_tgid, fd),
@@ -215,7 +249,9 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
     let fd = arg(&ctx, 0) as i32;
     let key = sock_key(tgid, fd);
     // SAFETY: map value copied out.
-    let Some(s) = (unsafe { SOCKS.get(&key) }).copied() else { return 0 };
+    let Some(s) = (unsafe { SOCKS.get(&key) }).copied() else {
+        return 0;
+    };
     let _ = SOCKS.remove(&key);
     if s.state == sock_state::CAPTURE || s.state == sock_state::MUTE {
         let ev: CloseEvent = CloseEvent {
@@ -232,7 +268,10 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
 
 #[inline(always)]
 fn state_addr(ctx: &TracePointContext, family: u16, v4: usize, v6: usize, port: usize) -> Addr {
-    let mut a = Addr { family, ..Default::default() };
+    let mut a = Addr {
+        family,
+        ..Default::default()
+    };
     // SAFETY: fields of the inet_sock_set_state record (see its format file).
     unsafe {
         a.port = ctx.read_at::<u16>(port).unwrap_or(0);

@@ -9,11 +9,11 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
-use qtap_common::{direction, sock_key, sock_state, source, SslInfo};
+use qtap_common::{SslInfo, direction, sock_key, sock_state, source};
 
 use crate::{
-    emit::{emit, emit_unseen, Meta},
-    maps::{DataArgs, DATA_ARGS, SOCKS, SSL_ARGS, SSL_FDS},
+    emit::{Meta, emit, emit_unseen},
+    maps::{DATA_ARGS, DataArgs, SOCKS, SSL_ARGS, SSL_FDS},
     self_tgid,
 };
 
@@ -49,17 +49,33 @@ pub(crate) fn ret(ctx: &TracePointContext) -> i64 {
 #[inline(always)]
 fn learn_ssl_fd(pid_tgid: u64, fd: i32) -> bool {
     // SAFETY: map value copied out.
-    let Some(args) = (unsafe { SSL_ARGS.get(&pid_tgid) }).copied() else { return false };
+    let Some(args) = (unsafe { SSL_ARGS.get(&pid_tgid) }).copied() else {
+        return false;
+    };
     let tgid = (pid_tgid >> 32) as u32;
     match SSL_FDS.get_ptr_mut(&args.ssl) {
         // SAFETY: map value pointer.
         Some(p) => unsafe {
             if (*p).fd != fd || (*p).tgid != tgid {
-                *p = SslInfo { tgid, fd, bytes_sent: 0, bytes_recv: 0 };
+                *p = SslInfo {
+                    tgid,
+                    fd,
+                    bytes_sent: 0,
+                    bytes_recv: 0,
+                };
             }
         },
         None => {
-            let _ = SSL_FDS.insert(&args.ssl, &SslInfo { tgid, fd, bytes_sent: 0, bytes_recv: 0 }, 0);
+            let _ = SSL_FDS.insert(
+                &args.ssl,
+                &SslInfo {
+                    tgid,
+                    fd,
+                    bytes_sent: 0,
+                    bytes_recv: 0,
+                },
+                0,
+            );
         }
     }
     true
@@ -77,11 +93,19 @@ fn enter(ctx: &TracePointContext, dir: u8, shape: Shape) -> u32 {
         return 0;
     }
     // SAFETY: map value read.
-    let Some(s) = (unsafe { SOCKS.get(&sock_key(tgid, fd)) }) else { return 0 };
+    let Some(s) = (unsafe { SOCKS.get(&sock_key(tgid, fd)) }) else {
+        return 0;
+    };
     if s.state != sock_state::CAPTURE && s.state != sock_state::MUTE {
         return 0;
     }
-    let mut a = DataArgs { fd: fd as i64, buf: arg(ctx, 1), iovcnt: 0, direction: dir, _pad: [0; 7] };
+    let mut a = DataArgs {
+        fd: fd as i64,
+        buf: arg(ctx, 1),
+        iovcnt: 0,
+        direction: dir,
+        _pad: [0; 7],
+    };
     match shape {
         Shape::Buf => {}
         Shape::BufFlags => {
@@ -116,7 +140,9 @@ fn enter(ctx: &TracePointContext, dir: u8, shape: Shape) -> u32 {
 fn exit(ctx: &TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     // SAFETY: map value copied out.
-    let Some(a) = (unsafe { DATA_ARGS.get(&pid_tgid) }).copied() else { return 0 };
+    let Some(a) = (unsafe { DATA_ARGS.get(&pid_tgid) }).copied() else {
+        return 0;
+    };
     let _ = DATA_ARGS.remove(&pid_tgid);
     let n = ret(ctx);
     if n <= 0 {
@@ -124,11 +150,17 @@ fn exit(ctx: &TracePointContext) -> u32 {
     }
     let n = n as u64;
     let tgid = (pid_tgid >> 32) as u32;
-    let Some(s) = SOCKS.get_ptr_mut(&sock_key(tgid, a.fd as i32)) else { return 0 };
+    let Some(s) = SOCKS.get_ptr_mut(&sock_key(tgid, a.fd as i32)) else {
+        return 0;
+    };
     // SAFETY: map value pointer; a socket is rarely written by two threads at once, and a
     // race only shifts positions (seen as a gap), never memory safety.
     let (state, pos) = unsafe {
-        let pos = if a.direction == direction::SEND { (*s).bytes_sent } else { (*s).bytes_recv };
+        let pos = if a.direction == direction::SEND {
+            (*s).bytes_sent
+        } else {
+            (*s).bytes_recv
+        };
         if a.direction == direction::SEND {
             (*s).bytes_sent = pos + n;
         } else {

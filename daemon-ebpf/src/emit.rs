@@ -12,10 +12,10 @@ use core::{
     ptr::{read_volatile, write_volatile},
 };
 use qtap_common::{
-    drop_reason, kind, DataEvent, CHUNK_SIZE, DATA_HEADER_LEN, MAX_CHUNKS_PER_CALL, MAX_IOVECS,
+    CHUNK_SIZE, DATA_HEADER_LEN, DataEvent, MAX_CHUNKS_PER_CALL, MAX_IOVECS, drop_reason, kind,
 };
 
-use crate::maps::{count_drop, EVENTS, SCRATCH};
+use crate::maps::{EVENTS, SCRATCH, count_drop};
 
 pub struct Meta {
     pub pid: u32,
@@ -47,7 +47,11 @@ fn scratch(meta: &Meta, total: u64) -> Option<&'static mut DataEvent> {
     // SAFETY: plain helper call.
     ev.header.ts_ns = unsafe { bpf_ktime_get_ns() };
     ev.ssl = meta.ssl;
-    ev.call_len = if total > u32::MAX as u64 { u32::MAX } else { total as u32 };
+    ev.call_len = if total > u32::MAX as u64 {
+        u32::MAX
+    } else {
+        total as u32
+    };
     ev.direction = meta.direction;
     ev.source = meta.source;
     ev.offset = 0;
@@ -80,12 +84,34 @@ static EMIT_STATE: PerCpuArray<EmitState> = PerCpuArray::with_max_entries(1, 0);
 /// fetch) per turn.
 #[inline(always)]
 pub fn emit(meta: &Meta, buf: u64, iovcnt: u64, total: u64) {
-    let Some(ev) = scratch(meta, total) else { return };
-    let Some(st) = EMIT_STATE.get_ptr_mut(0) else { return };
+    let Some(ev) = scratch(meta, total) else {
+        return;
+    };
+    let Some(st) = EMIT_STATE.get_ptr_mut(0) else {
+        return;
+    };
     let init = if iovcnt == 0 {
-        EmitState { done: 0, total, base: buf, left: total, idx: 0, iov: 0, iovcnt: 0, pos: meta.pos }
+        EmitState {
+            done: 0,
+            total,
+            base: buf,
+            left: total,
+            idx: 0,
+            iov: 0,
+            iovcnt: 0,
+            pos: meta.pos,
+        }
     } else {
-        EmitState { done: 0, total, base: 0, left: 0, idx: 0, iov: buf, iovcnt, pos: meta.pos }
+        EmitState {
+            done: 0,
+            total,
+            base: 0,
+            left: 0,
+            idx: 0,
+            iov: buf,
+            iovcnt,
+            pos: meta.pos,
+        }
     };
     // SAFETY: per-CPU map slot.
     unsafe { write_volatile(st, init) };
@@ -137,7 +163,13 @@ fn step(ev: &mut DataEvent, st: *mut EmitState) -> bool {
     }
     // SAFETY: the destination is the scratch record's payload (CHUNK_SIZE bytes),
     // n32 ≤ CHUNK_SIZE; the helper checks the user address.
-    let r = unsafe { generated::bpf_probe_read_user(ev.data.as_mut_ptr() as *mut c_void, n32, s.base as *const c_void) };
+    let r = unsafe {
+        generated::bpf_probe_read_user(
+            ev.data.as_mut_ptr() as *mut c_void,
+            n32,
+            s.base as *const c_void,
+        )
+    };
     if r != 0 {
         count_drop(drop_reason::READ_FAULT_BYTES, n);
     } else {
@@ -147,7 +179,12 @@ fn step(ev: &mut DataEvent, st: *mut EmitState) -> bool {
         let size = DATA_HEADER_LEN as u64 + n32 as u64;
         // SAFETY: `size` ≤ size_of::<DataEvent>(); the record lives in map memory.
         let r = unsafe {
-            generated::bpf_ringbuf_output(&EVENTS as *const _ as *mut c_void, ev as *mut DataEvent as *mut c_void, size, 0)
+            generated::bpf_ringbuf_output(
+                &EVENTS as *const _ as *mut c_void,
+                ev as *mut DataEvent as *mut c_void,
+                size,
+                0,
+            )
         };
         if r != 0 {
             count_drop(drop_reason::RINGBUF_FULL_EVENTS, 1);
@@ -166,7 +203,9 @@ fn step(ev: &mut DataEvent, st: *mut EmitState) -> bool {
 /// Tells user space that `total` bytes moved without being seen (sendfile).
 #[inline(always)]
 pub fn emit_unseen(meta: &Meta, total: u64) {
-    let Some(ev) = scratch(meta, total) else { return };
+    let Some(ev) = scratch(meta, total) else {
+        return;
+    };
     // SAFETY: header-only record from map memory.
     let r = unsafe {
         generated::bpf_ringbuf_output(

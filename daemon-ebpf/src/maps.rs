@@ -3,7 +3,7 @@ use aya_ebpf::{
     macros::map,
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use qtap_common::{drop_reason, Addr, DataEvent, SockInfo, SslInfo};
+use qtap_common::{Addr, DataEvent, SockInfo, SslInfo, drop_reason};
 
 /// Default ring size; the loader may resize it (`--ring-buffer-mib`).
 #[map]

@@ -1,21 +1,25 @@
 //! Process lifecycle: exec (to attach to TLS libraries of new programs within a second)
 //! and exit (to flush the connections of a process that died).
 use aya_ebpf::{
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    EbpfContext,
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_ktime_get_ns,
+        bpf_probe_read_kernel_str_bytes,
+    },
     macros::tracepoint,
     programs::TracePointContext,
 };
-use qtap_common::{drop_reason, kind, Header, ProcEvent};
+use qtap_common::{FILENAME_LEN, Header, ProcEvent, drop_reason, kind};
 
 use crate::{
-    maps::{count_drop, EVENTS},
+    maps::{EVENTS, count_drop},
     self_tgid,
 };
 
 #[inline(always)]
-fn emit(kind: u32) {
+fn emit(ctx: &TracePointContext, kind: u32) {
     let pid_tgid = bpf_get_current_pid_tgid();
-    let ev: ProcEvent = ProcEvent {
+    let mut ev: ProcEvent = ProcEvent {
         header: Header {
             kind,
             pid: (pid_tgid >> 32) as u32,
@@ -25,25 +29,39 @@ fn emit(kind: u32) {
             ts_ns: unsafe { bpf_ktime_get_ns() },
         },
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
+        uid: bpf_get_current_uid_gid() as u32,
+        _pad: 0,
+        filename: [0; FILENAME_LEN],
     };
+    if kind == kind::EXEC {
+        // sched_process_exec: `__data_loc char[] filename` at offset 8 (offset | len << 16)
+        // SAFETY: tracepoint record field, then a bounded kernel string read.
+        unsafe {
+            if let Ok(loc) = ctx.read_at::<u32>(8) {
+                let off = (loc & 0xffff) as usize;
+                let src = (ctx.as_ptr() as *const u8).add(off);
+                let _ = bpf_probe_read_kernel_str_bytes(src, &mut ev.filename);
+            }
+        }
+    }
     if EVENTS.output::<ProcEvent>(&ev, 0).is_err() {
         count_drop(drop_reason::CONTROL_EVENTS, 1);
     }
 }
 
 #[tracepoint]
-pub fn sched_process_exec(_ctx: TracePointContext) -> u32 {
-    emit(kind::EXEC);
+pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
+    emit(&ctx, kind::EXEC);
     0
 }
 
 #[tracepoint]
-pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
+pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     // only the thread-group leader: the process is gone, not one of its threads
     if (pid_tgid >> 32) as u32 != pid_tgid as u32 || (pid_tgid >> 32) as u32 == self_tgid() {
         return 0;
     }
-    emit(kind::EXIT);
+    emit(&ctx, kind::EXIT);
     0
 }

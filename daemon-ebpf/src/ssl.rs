@@ -6,11 +6,11 @@ use aya_ebpf::{
     macros::{uprobe, uretprobe},
     programs::{ProbeContext, RetProbeContext},
 };
-use qtap_common::{direction, source, SslInfo};
+use qtap_common::{SslInfo, direction, source};
 
 use crate::{
-    emit::{emit, Meta},
-    maps::{SslArgs, SSL_ARGS, SSL_FDS},
+    emit::{Meta, emit},
+    maps::{SSL_ARGS, SSL_FDS, SslArgs},
     self_tgid,
 };
 
@@ -26,7 +26,13 @@ fn enter(ctx: &ProbeContext, dir: u8, ex: bool) -> u32 {
     if ssl == 0 || buf == 0 {
         return 0;
     }
-    let a = SslArgs { ssl, buf, ex_len, direction: dir, _pad: [0; 7] };
+    let a = SslArgs {
+        ssl,
+        buf,
+        ex_len,
+        direction: dir,
+        _pad: [0; 7],
+    };
     let _ = SSL_ARGS.insert(&pid_tgid, &a, 0);
     0
 }
@@ -35,7 +41,9 @@ fn enter(ctx: &ProbeContext, dir: u8, ex: bool) -> u32 {
 fn exit(ctx: &RetProbeContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     // SAFETY: map value copied out.
-    let Some(a) = (unsafe { SSL_ARGS.get(&pid_tgid) }).copied() else { return 0 };
+    let Some(a) = (unsafe { SSL_ARGS.get(&pid_tgid) }).copied() else {
+        return 0;
+    };
     let _ = SSL_ARGS.remove(&pid_tgid);
     let r: u64 = ctx.ret();
     // int return value: only the low 32 bits are defined
@@ -59,9 +67,18 @@ fn exit(ctx: &RetProbeContext) -> u32 {
         // SAFETY: map value pointer (see `data::exit` on races).
         Some(p) => unsafe {
             if (*p).tgid != tgid {
-                *p = SslInfo { tgid, fd: -1, bytes_sent: 0, bytes_recv: 0 };
+                *p = SslInfo {
+                    tgid,
+                    fd: -1,
+                    bytes_sent: 0,
+                    bytes_recv: 0,
+                };
             }
-            let pos = if a.direction == direction::SEND { (*p).bytes_sent } else { (*p).bytes_recv };
+            let pos = if a.direction == direction::SEND {
+                (*p).bytes_sent
+            } else {
+                (*p).bytes_recv
+            };
             if a.direction == direction::SEND {
                 (*p).bytes_sent = pos + n;
             } else {
@@ -70,7 +87,12 @@ fn exit(ctx: &RetProbeContext) -> u32 {
             ((*p).fd, pos)
         },
         None => {
-            let mut info = SslInfo { tgid, fd: -1, bytes_sent: 0, bytes_recv: 0 };
+            let mut info = SslInfo {
+                tgid,
+                fd: -1,
+                bytes_sent: 0,
+                bytes_recv: 0,
+            };
             if a.direction == direction::SEND {
                 info.bytes_sent = n;
             } else {
@@ -80,7 +102,15 @@ fn exit(ctx: &RetProbeContext) -> u32 {
             (-1, 0)
         }
     };
-    let meta = Meta { pid: tgid, tid: pid_tgid as u32, fd, ssl: a.ssl, pos, direction: a.direction, source: source::OPENSSL };
+    let meta = Meta {
+        pid: tgid,
+        tid: pid_tgid as u32,
+        fd,
+        ssl: a.ssl,
+        pos,
+        direction: a.direction,
+        source: source::OPENSSL,
+    };
     emit(&meta, a.buf, 0, n);
     0
 }

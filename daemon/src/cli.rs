@@ -131,10 +131,16 @@ pub enum Mode {
 
 impl Cli {
     pub fn mode(&self) -> Mode {
-        let capture = CaptureConfig { max_body_bytes: self.max_body_bytes };
+        let capture = CaptureConfig {
+            max_body_bytes: self.max_body_bytes,
+        };
         match &self.command {
             Some(Command::Trace(t)) => Mode::Trace(TraceConfig {
-                topics: t.topics.as_deref().and_then(|l| parse_topics(l).ok()).filter(|v| !v.is_empty()),
+                topics: t
+                    .topics
+                    .as_deref()
+                    .and_then(|l| parse_topics(l).ok())
+                    .filter(|v| !v.is_empty()),
                 capture,
             }),
             None if self.enable_dev_tools => Mode::DevTools(DevToolsConfig {
@@ -161,7 +167,8 @@ fn check_topics(s: &str) -> Result<String, String> {
 /// `500ms`, `30s`, `10m`, `1h`, `1m30s`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let bad = || format!("invalid duration `{s}`: use e.g. 30s, 10m, 1h, 500ms, or a number of seconds");
+    let bad =
+        || format!("invalid duration `{s}`: use e.g. 30s, 10m, 1h, 500ms, or a number of seconds");
     if s.is_empty() {
         return Err(bad());
     }
@@ -171,13 +178,17 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let mut total = Duration::ZERO;
     let mut rest = s;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return Err(bad());
         }
         let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = match &rest[..unit_len] {
             "ms" => Duration::from_millis(1),
             "s" | "sec" => Duration::from_secs(1),
@@ -185,7 +196,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             "h" => Duration::from_secs(3600),
             _ => return Err(bad()),
         };
-        total += unit.checked_mul(u32::try_from(n).map_err(|_| bad())?).ok_or_else(bad)?;
+        total += unit
+            .checked_mul(u32::try_from(n).map_err(|_| bad())?)
+            .ok_or_else(bad)?;
         rest = &rest[unit_len..];
     }
     Ok(total)
@@ -209,13 +222,20 @@ mod tests {
         assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
         for bad in ["", "m", "10x", "ten", "-1s", "1.5s"] {
-            assert!(parse_duration(bad).unwrap_err().contains("invalid duration"), "{bad}");
+            assert!(
+                parse_duration(bad)
+                    .unwrap_err()
+                    .contains("invalid duration"),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn devtools_defaults() {
-        let Mode::DevTools(c) = parse(&["--enable-dev-tools"]).unwrap().mode() else { panic!() };
+        let Mode::DevTools(c) = parse(&["--enable-dev-tools"]).unwrap().mode() else {
+            panic!()
+        };
         assert_eq!(c.listen, "127.0.0.1:10001");
         assert!(!c.allow_remote);
         assert_eq!(c.idle_timeout, Some(Duration::from_secs(600)));
@@ -241,39 +261,72 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(cli.log_level, LogLevel::Debug);
-        let Mode::DevTools(c) = cli.mode() else { panic!() };
-        assert_eq!((c.listen.as_str(), c.allow_remote, c.idle_timeout), ("0.0.0.0:8080", true, None));
-        assert_eq!((c.grace, c.capture.max_body_bytes), (Duration::from_secs(1), 4096));
+        let Mode::DevTools(c) = cli.mode() else {
+            panic!()
+        };
+        assert_eq!(
+            (c.listen.as_str(), c.allow_remote, c.idle_timeout),
+            ("0.0.0.0:8080", true, None)
+        );
+        assert_eq!(
+            (c.grace, c.capture.max_body_bytes),
+            (Duration::from_secs(1), 4096)
+        );
         assert!(parse(&["--enable-dev-tools", "--log-level", "loud"]).is_err());
         assert!(parse(&["--enable-dev-tools", "--grace", "soon"]).is_err());
     }
 
     #[test]
     fn trace_subcommand() {
-        let Mode::Trace(t) = parse(&["trace", "--topics", "request.http_transaction,system.dropped", "--max-body-bytes", "10"])
-            .unwrap()
-            .mode()
-        else {
+        let Mode::Trace(t) = parse(&[
+            "trace",
+            "--topics",
+            "request.http_transaction,system.dropped",
+            "--max-body-bytes",
+            "10",
+        ])
+        .unwrap()
+        .mode() else {
             panic!()
         };
-        assert_eq!(t.topics.unwrap(), ["request.http_transaction", "system.dropped"]);
+        assert_eq!(
+            t.topics.unwrap(),
+            ["request.http_transaction", "system.dropped"]
+        );
         assert_eq!(t.capture.max_body_bytes, 10);
-        let Mode::Trace(t) = parse(&["trace"]).unwrap().mode() else { panic!() };
+        let Mode::Trace(t) = parse(&["trace"]).unwrap().mode() else {
+            panic!()
+        };
         assert!(t.topics.is_none());
-        let e = parse(&["trace", "--topics", "request.http"]).unwrap_err().to_string();
+        let e = parse(&["trace", "--topics", "request.http"])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown topic `request.http`"), "{e}");
     }
 
     #[test]
     fn bare_qtap_asks_for_help() {
         assert!(matches!(parse(&[]).unwrap().mode(), Mode::Help));
-        assert!(matches!(parse(&["--listen", "127.0.0.1:1"]).unwrap().mode(), Mode::Help));
+        assert!(matches!(
+            parse(&["--listen", "127.0.0.1:1"]).unwrap().mode(),
+            Mode::Help
+        ));
     }
 
     #[test]
     fn help_mentions_every_flag() {
         let h = Cli::help_text();
-        for f in ["--enable-dev-tools", "ENABLE_DEV_TOOLS", "--listen", "--allow-remote", "--idle-timeout", "--grace", "--log-level", "--max-body-bytes", "trace"] {
+        for f in [
+            "--enable-dev-tools",
+            "ENABLE_DEV_TOOLS",
+            "--listen",
+            "--allow-remote",
+            "--idle-timeout",
+            "--grace",
+            "--log-level",
+            "--max-body-bytes",
+            "trace",
+        ] {
             assert!(h.contains(f), "help lacks {f}");
         }
         Cli::command().debug_assert();

@@ -2,7 +2,7 @@
 //! turns records into events (streams → http → attribution) and hands them to a sink.
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,10 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { capture: CaptureConfig::default(), max_body_bytes: 1 << 20 }
+        EngineConfig {
+            capture: CaptureConfig::default(),
+            max_body_bytes: 1 << 20,
+        }
     }
 }
 
@@ -51,7 +54,12 @@ impl KernelControl for Ctl<'_> {
 
 impl Engine {
     pub fn new(cfg: EngineConfig) -> Self {
-        Engine { cfg, running: Mutex::new(None), probes: Arc::default(), snapshot: Arc::default() }
+        Engine {
+            cfg,
+            running: Mutex::new(None),
+            probes: Arc::default(),
+            snapshot: Arc::default(),
+        }
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -109,14 +117,20 @@ impl Engine {
             }
             Err(_) => {
                 let _ = thread.join();
-                Err(CaptureError::Load("the capture thread ended while starting".into()))
+                Err(CaptureError::Load(
+                    "the capture thread ended while starting".into(),
+                ))
             }
         }
     }
 
     /// Detaches and unloads everything; returns when no program of ours is left.
     pub fn stop(&self) {
-        let r = self.running.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let r = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         if let Some(r) = r {
             r.stop.store(true, Ordering::SeqCst);
             let _ = r.thread.join();
@@ -143,7 +157,14 @@ fn run(
     snapshot: Arc<Mutex<Vec<Event>>>,
 ) {
     let procs = Processes::new(cap.proc_root());
-    let mut tracker = Tracker::new(TrackerConfig { limits: BodyLimits { max_body_bytes: cfg.max_body_bytes } }, procs);
+    let mut tracker = Tracker::new(
+        TrackerConfig {
+            limits: BodyLimits {
+                max_body_bytes: cfg.max_body_bytes,
+            },
+        },
+        procs,
+    );
     let now = Timestamp::now();
     for (pid, fd, t, ingress) in cap.prime_existing() {
         tracker.add_existing(pid, fd, t.local, t.remote, ingress, now);
@@ -177,7 +198,10 @@ fn run(
                         }
                         let t = Instant::now();
                         for d in [30, 250, 900] {
-                            scans.entry(t + Duration::from_millis(d)).or_default().push(pid);
+                            scans
+                                .entry(t + Duration::from_millis(d))
+                                .or_default()
+                                .push(pid);
                         }
                     }
                     tracker.handle(rec, &wall, &mut Ctl(&mut cap));
@@ -219,7 +243,11 @@ fn run(
                 drops.push((d.control_events, 0, "ringbuf-full-control"));
             }
             for (events, bytes, reason) in drops {
-                sink(Event::Dropped(Dropped { events, bytes, reason: reason.into() }));
+                sink(Event::Dropped(Dropped {
+                    events,
+                    bytes,
+                    reason: reason.into(),
+                }));
             }
             if let Ok(mut s) = snapshot.lock() {
                 *s = tracker.snapshot();
@@ -238,7 +266,8 @@ fn run(
 
 impl crate::hub::ProbeControl for Engine {
     fn attach(&self, sink: crate::hub::Publisher) -> Result<Vec<ProbeStatus>, String> {
-        self.start(Box::new(move |ev| sink.publish(ev))).map_err(|e| e.to_string())
+        self.start(Box::new(move |ev| sink.publish(ev)))
+            .map_err(|e| e.to_string())
     }
 
     fn detach(&self) {
@@ -257,7 +286,8 @@ impl crate::hub::ProbeControl for Engine {
         crate::events::Limits {
             max_body_bytes: self.config().max_body_bytes as u64,
             chunk_bytes: qtap_common::CHUNK_SIZE as u64,
-            max_bytes_per_call: (qtap_common::CHUNK_SIZE as u64) * u64::from(qtap_common::MAX_CHUNKS_PER_CALL),
+            max_bytes_per_call: (qtap_common::CHUNK_SIZE as u64)
+                * u64::from(qtap_common::MAX_CHUNKS_PER_CALL),
             ..configured
         }
     }

@@ -12,7 +12,9 @@ pub struct Timestamp(pub u64);
 
 impl Timestamp {
     pub fn now() -> Self {
-        let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let d = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         Timestamp(d.as_secs() * 1_000_000_000 + u64::from(d.subsec_nanos()))
     }
 
@@ -405,13 +407,19 @@ pub struct Envelope {
 
 impl Envelope {
     pub fn new(data: Event) -> Self {
-        Envelope { ts: Timestamp::now(), data }
+        Envelope {
+            ts: Timestamp::now(),
+            data,
+        }
     }
 
     /// `{"ts":…,"data":…}` on one line (SSE `data:`).
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|e| {
-            format!(r#"{{"ts":"{}","data":{{"error":"cannot encode event: {e}"}}}}"#, self.ts.rfc3339())
+            format!(
+                r#"{{"ts":"{}","data":{{"error":"cannot encode event: {e}"}}}}"#,
+                self.ts.rfc3339()
+            )
         })
     }
 
@@ -431,7 +439,10 @@ pub fn parse_topics(list: &str) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     for t in list.split(',').map(str::trim).filter(|t| !t.is_empty()) {
         if !TOPICS.contains(&t) {
-            return Err(format!("unknown topic `{t}`; known topics: {}", TOPICS.join(", ")));
+            return Err(format!(
+                "unknown topic `{t}`; known topics: {}",
+                TOPICS.join(", ")
+            ));
         }
         out.push(t.to_string());
     }
@@ -449,20 +460,35 @@ mod tests {
         assert_eq!(s, "2026-11-25T09:46:40.123456789Z");
         assert_eq!(Timestamp::parse_rfc3339(&s), Some(t));
         assert_eq!(Timestamp(0).rfc3339(), "1970-01-01T00:00:00.000000000Z");
-        assert_eq!(Timestamp::parse_rfc3339("2000-02-29T23:59:59Z").map(|t| t.rfc3339()),
-            Some("2000-02-29T23:59:59.000000000Z".to_string()));
+        assert_eq!(
+            Timestamp::parse_rfc3339("2000-02-29T23:59:59Z").map(|t| t.rfc3339()),
+            Some("2000-02-29T23:59:59.000000000Z".to_string())
+        );
         assert_eq!(Timestamp::parse_rfc3339("garbage"), None);
     }
 
     #[test]
     fn topics_parse_and_reject_unknown() {
-        assert_eq!(parse_topics("request.http_transaction, system.dropped").unwrap().len(), 2);
-        assert!(parse_topics("request.http").unwrap_err().contains("unknown topic"));
+        assert_eq!(
+            parse_topics("request.http_transaction, system.dropped")
+                .unwrap()
+                .len(),
+            2
+        );
+        assert!(
+            parse_topics("request.http")
+                .unwrap_err()
+                .contains("unknown topic")
+        );
     }
 
     #[test]
     fn ndjson_has_topic_ts_and_data() {
-        let e = Envelope::new(Event::Dropped(Dropped { events: 1, bytes: 2, reason: "ringbuf-full".into() }));
+        let e = Envelope::new(Event::Dropped(Dropped {
+            events: 1,
+            bytes: 2,
+            reason: "ringbuf-full".into(),
+        }));
         let v: serde_json::Value = serde_json::from_str(&e.to_ndjson()).unwrap();
         assert_eq!(v["topic"], "system.dropped");
         assert_eq!(v["data"]["reason"], "ringbuf-full");

@@ -4,12 +4,12 @@
 //! their ring buffer) → `streams` (per-connection reassembly) → `http` (HTTP/1.x) →
 //! `attribution` (/proc) → `events` (the contract) → `hub` (fan-out, probe lifecycle) →
 //! `server` (SSE over hyper) and `cli`.
-pub mod events;
-pub mod http;
 pub mod attribution;
 pub mod capture;
 pub mod cli;
 pub mod engine;
+pub mod events;
+pub mod http;
 pub mod hub;
 pub mod logging;
 pub mod server;

@@ -18,13 +18,20 @@ pub enum Sink {
 /// Journald when its socket exists and we look like a service: systemd set
 /// `JOURNAL_STREAM` (our stderr is the journal) or stderr is not a terminal.
 pub fn choose(journal_socket_exists: bool, journal_stream: bool, stderr_is_tty: bool) -> Sink {
-    if journal_socket_exists && (journal_stream || !stderr_is_tty) { Sink::Journald } else { Sink::Stderr }
+    if journal_socket_exists && (journal_stream || !stderr_is_tty) {
+        Sink::Journald
+    } else {
+        Sink::Stderr
+    }
 }
 
 fn filter(level: LogLevel) -> EnvFilter {
     match std::env::var("RUST_LOG") {
         Ok(s) if !s.trim().is_empty() => EnvFilter::try_new(&s).unwrap_or_else(|e| {
-            eprintln!("qtap: ignoring RUST_LOG={s:?} ({e}); using --log-level {}", level.as_str());
+            eprintln!(
+                "qtap: ignoring RUST_LOG={s:?} ({e}); using --log-level {}",
+                level.as_str()
+            );
             EnvFilter::new(directives(level))
         }),
         _ => EnvFilter::new(directives(level)),
@@ -33,7 +40,11 @@ fn filter(level: LogLevel) -> EnvFilter {
 
 /// `--log-level` applies to qtap; dependencies only ever say warnings and errors.
 fn directives(level: LogLevel) -> String {
-    let others = if level == LogLevel::Error { "error" } else { "warn" };
+    let others = if level == LogLevel::Error {
+        "error"
+    } else {
+        "warn"
+    };
     format!("{others},qtap={}", level.as_str())
 }
 
@@ -48,7 +59,12 @@ pub fn init(level: LogLevel) -> Sink {
         match tracing_journald::layer() {
             Ok(layer) => {
                 let layer = layer.with_syslog_identifier("qtap".into());
-                if tracing_subscriber::registry().with(filter(level)).with(layer).try_init().is_ok() {
+                if tracing_subscriber::registry()
+                    .with(filter(level))
+                    .with(layer)
+                    .try_init()
+                    .is_ok()
+                {
                     return Sink::Journald;
                 }
             }
@@ -59,7 +75,10 @@ pub fn init(level: LogLevel) -> Sink {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
-    let _ = tracing_subscriber::registry().with(filter(level)).with(fmt).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(filter(level))
+        .with(fmt)
+        .try_init();
     Sink::Stderr
 }
 
@@ -69,10 +88,26 @@ mod tests {
 
     #[test]
     fn journald_only_for_services_with_a_journal() {
-        assert_eq!(choose(true, true, true), Sink::Journald, "systemd set JOURNAL_STREAM");
-        assert_eq!(choose(true, false, false), Sink::Journald, "no terminal: a service");
-        assert_eq!(choose(true, false, true), Sink::Stderr, "run by hand in a terminal");
-        assert_eq!(choose(false, true, false), Sink::Stderr, "no journal on this host");
+        assert_eq!(
+            choose(true, true, true),
+            Sink::Journald,
+            "systemd set JOURNAL_STREAM"
+        );
+        assert_eq!(
+            choose(true, false, false),
+            Sink::Journald,
+            "no terminal: a service"
+        );
+        assert_eq!(
+            choose(true, false, true),
+            Sink::Stderr,
+            "run by hand in a terminal"
+        );
+        assert_eq!(
+            choose(false, true, false),
+            Sink::Stderr,
+            "no journal on this host"
+        );
     }
 
     #[test]

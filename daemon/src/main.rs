@@ -14,7 +14,10 @@ use std::time::Duration;
 
 /// The capture engine behind the hub.
 fn make_engine(cfg: &CaptureConfig) -> Arc<dyn ProbeControl> {
-    Arc::new(Engine::new(EngineConfig { max_body_bytes: cfg.max_body_bytes as usize, ..EngineConfig::default() }))
+    Arc::new(Engine::new(EngineConfig {
+        max_body_bytes: cfg.max_body_bytes as usize,
+        ..EngineConfig::default()
+    }))
 }
 
 fn main() -> ExitCode {
@@ -22,7 +25,9 @@ fn main() -> ExitCode {
     let mode = cli.mode();
     if let Mode::Help = mode {
         eprintln!("{}", Cli::help_text());
-        eprintln!("qtap: nothing to do: pass --enable-dev-tools (or set ENABLE_DEV_TOOLS=true), or use `qtap trace`");
+        eprintln!(
+            "qtap: nothing to do: pass --enable-dev-tools (or set ENABLE_DEV_TOOLS=true), or use `qtap trace`"
+        );
         return ExitCode::from(2);
     }
     let sink = qtap::logging::init(cli.log_level);
@@ -47,7 +52,14 @@ fn main() -> ExitCode {
 
 fn hub_config(grace: Duration, capture: &CaptureConfig) -> HubConfig {
     let d = HubConfig::default();
-    HubConfig { grace, limits: Limits { max_body_bytes: capture.max_body_bytes, ..d.limits.clone() }, ..d }
+    HubConfig {
+        grace,
+        limits: Limits {
+            max_body_bytes: capture.max_body_bytes,
+            ..d.limits.clone()
+        },
+        ..d
+    }
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -63,13 +75,17 @@ fn devtools(cfg: DevToolsConfig) -> anyhow::Result<()> {
     // first, while there is one thread: reading LISTEN_FDS edits the environment
     let listener = listen::acquire(&cfg.listen, cfg.allow_remote)?;
     let rt = runtime()?;
-    let hub = Hub::new(make_engine(&cfg.capture), hub_config(cfg.grace, &cfg.capture));
+    let hub = Hub::new(
+        make_engine(&cfg.capture),
+        hub_config(cfg.grace, &cfg.capture),
+    );
     let opts = server::RunOptions {
         allow_remote: cfg.allow_remote,
         idle_timeout: cfg.idle_timeout,
         keep_alive: server::DEFAULT_KEEP_ALIVE,
     };
-    rt.block_on(server::run(listener, hub, opts)).context("serving DevTools")?;
+    rt.block_on(server::run(listener, hub, opts))
+        .context("serving DevTools")?;
     rt.shutdown_timeout(Duration::from_secs(1));
     Ok(())
 }
@@ -77,7 +93,10 @@ fn devtools(cfg: DevToolsConfig) -> anyhow::Result<()> {
 fn trace(cfg: TraceConfig) -> anyhow::Result<()> {
     let rt = runtime()?;
     // a trace is one client: probes go as soon as it ends
-    let hub = Hub::new(make_engine(&cfg.capture), hub_config(Duration::ZERO, &cfg.capture));
+    let hub = Hub::new(
+        make_engine(&cfg.capture),
+        hub_config(Duration::ZERO, &cfg.capture),
+    );
     let out = std::io::stdout().lock();
     let res = rt.block_on(async {
         use tokio::signal::unix::{SignalKind, signal};

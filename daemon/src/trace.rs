@@ -16,7 +16,12 @@ pub enum TraceError {
 /// Prints every frame (`Envelope::to_ndjson`, one per line, flushed) until `stop` resolves
 /// or the hub ends the stream. A closed pipe (`| head`) ends quietly. If the probes cannot
 /// be attached, prints the `system.connected` line (it lists the failure) and fails.
-pub async fn run<W: Write>(hub: &Hub, topics: Option<Vec<String>>, mut out: W, stop: impl Future) -> Result<(), TraceError> {
+pub async fn run<W: Write>(
+    hub: &Hub,
+    topics: Option<Vec<String>>,
+    mut out: W,
+    stop: impl Future,
+) -> Result<(), TraceError> {
     let h = hub.clone();
     let mut sub = tokio::task::spawn_blocking(move || h.subscribe(topics))
         .await
@@ -56,7 +61,10 @@ mod tests {
             // publish from a plain thread, as capture does
             std::thread::spawn(move || {
                 std::thread::sleep(std::time::Duration::from_millis(20));
-                sink.publish(Event::ProcessStopped(ProcessStopped { pid: 7, exit_code: None }));
+                sink.publish(Event::ProcessStopped(ProcessStopped {
+                    pid: 7,
+                    exit_code: None,
+                }));
             });
             Ok(vec![])
         }
@@ -69,8 +77,11 @@ mod tests {
         let mut out = Vec::new();
         let stop = tokio::time::sleep(std::time::Duration::from_millis(300));
         run(&hub, None, &mut out, stop).await.unwrap();
-        let lines: Vec<serde_json::Value> =
-            String::from_utf8(out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<serde_json::Value> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(lines.len(), 2, "{lines:?}");
         assert_eq!(lines[0]["topic"], "system.connected");
         assert_eq!(lines[1]["topic"], "process.stopped");
@@ -80,11 +91,19 @@ mod tests {
 
     #[tokio::test]
     async fn attach_failure_prints_connected_then_fails() {
-        let hub = Hub::new(Arc::new(Once(Mutex::new(Some("permission denied".into())))), HubConfig::default());
+        let hub = Hub::new(
+            Arc::new(Once(Mutex::new(Some("permission denied".into())))),
+            HubConfig::default(),
+        );
         let mut out = Vec::new();
-        let e = run(&hub, None, &mut out, std::future::pending::<()>()).await.unwrap_err();
+        let e = run(&hub, None, &mut out, std::future::pending::<()>())
+            .await
+            .unwrap_err();
         assert_eq!(e.to_string(), "cannot capture: permission denied");
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(v["data"]["probes"][0]["status"], "failed: permission denied");
+        assert_eq!(
+            v["data"]["probes"][0]["status"],
+            "failed: permission denied"
+        );
     }
 }

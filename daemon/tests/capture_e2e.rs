@@ -17,7 +17,11 @@ fn fixtures() -> PathBuf {
 
 fn require_root() {
     // SAFETY: geteuid has no preconditions.
-    assert_eq!(unsafe { libc::geteuid() }, 0, "capture tests load eBPF programs: run them as root (sudo -E cargo test)");
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "capture tests load eBPF programs: run them as root (sudo -E cargo test)"
+    );
 }
 
 /// A running `qtap trace`, its lines collected in the background.
@@ -42,7 +46,8 @@ impl Trace {
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines() {
                 let Ok(line) = line else { break };
-                let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("trace printed a non-JSON line ({e}): {line}"));
+                let v: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("trace printed a non-JSON line ({e}): {line}"));
                 l2.lock().unwrap().push(v);
             }
         });
@@ -54,15 +59,31 @@ impl Trace {
     fn wait_for(&self, topic: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
         let end = Instant::now() + timeout;
         loop {
-            if let Some(v) = self.lines.lock().unwrap().iter().find(|v| v["topic"] == topic && pred(&v["data"])) {
+            if let Some(v) = self
+                .lines
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|v| v["topic"] == topic && pred(&v["data"]))
+            {
                 return v["data"].clone();
             }
             if Instant::now() > end {
-                let seen: Vec<String> = self.lines.lock().unwrap().iter().map(|v| {
-                    let s = v.to_string();
-                    s.chars().take(400).collect()
-                }).collect();
-                panic!("no {topic} event matching within {timeout:?}; saw {} lines:\n{}", seen.len(), seen.join("\n"));
+                let seen: Vec<String> = self
+                    .lines
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .map(|v| {
+                        let s = v.to_string();
+                        s.chars().take(400).collect()
+                    })
+                    .collect();
+                panic!(
+                    "no {topic} event matching within {timeout:?}; saw {} lines:\n{}",
+                    seen.len(),
+                    seen.join("\n")
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -71,12 +92,23 @@ impl Trace {
     /// The transaction on `side` ("egress"/"ingress") whose request carries `token`.
     fn transaction(&self, side: &str, token: &str) -> Value {
         self.wait_for("request.http_transaction", Duration::from_secs(15), |d| {
-            d["summary"]["direction"] == side && has_header(&d["transaction"]["request"]["headers"], "authorization", &format!("Bearer {token}"))
+            d["summary"]["direction"] == side
+                && has_header(
+                    &d["transaction"]["request"]["headers"],
+                    "authorization",
+                    &format!("Bearer {token}"),
+                )
         })
     }
 
     fn all(&self, topic: &str) -> Vec<Value> {
-        self.lines.lock().unwrap().iter().filter(|v| v["topic"] == topic).map(|v| v["data"].clone()).collect()
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|v| v["topic"] == topic)
+            .map(|v| v["data"].clone())
+            .collect()
     }
 }
 
@@ -88,7 +120,10 @@ impl Drop for Trace {
 }
 
 fn has_header(headers: &Value, name: &str, value: &str) -> bool {
-    headers.as_array().is_some_and(|hs| hs.iter().any(|h| h[0].as_str().is_some_and(|n| n.eq_ignore_ascii_case(name)) && h[1] == value))
+    headers.as_array().is_some_and(|hs| {
+        hs.iter()
+            .any(|h| h[0].as_str().is_some_and(|n| n.eq_ignore_ascii_case(name)) && h[1] == value)
+    })
 }
 
 struct Proc(Child);
@@ -109,8 +144,13 @@ fn python_server(tls: Option<&Certs>) -> (Proc, u16) {
     }
     let mut child = cmd.stdout(Stdio::piped()).spawn().expect("python3");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let port = line.trim().parse().unwrap_or_else(|_| panic!("server.py printed {line:?}"));
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("server.py printed {line:?}"));
     (Proc(child), port)
 }
 
@@ -124,7 +164,14 @@ mod tempdir {
     pub struct Dir(pub std::path::PathBuf);
     impl Dir {
         pub fn new(tag: &str) -> Dir {
-            let p = std::env::temp_dir().join(format!("qtap-test-{tag}-{}-{:?}", std::process::id(), std::thread::current().id()).replace(['(', ')'], ""));
+            let p = std::env::temp_dir().join(
+                format!(
+                    "qtap-test-{tag}-{}-{:?}",
+                    std::process::id(),
+                    std::thread::current().id()
+                )
+                .replace(['(', ')'], ""),
+            );
             let _ = std::fs::remove_dir_all(&p);
             std::fs::create_dir_all(&p).unwrap();
             Dir(p)
@@ -142,30 +189,63 @@ fn certs() -> Certs {
     let cert = dir.0.join("cert.pem");
     let key = dir.0.join("key.pem");
     let st = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"])
-        .arg("-keyout").arg(&key).arg("-out").arg(&cert)
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
         .stderr(Stdio::null())
         .status()
         .expect("openssl");
     assert!(st.success());
-    Certs { _dir: dir, cert, key }
+    Certs {
+        _dir: dir,
+        cert,
+        key,
+    }
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Runs a client to completion; returns (pid, stdout).
 fn run(cmd: &mut Command) -> (u32, String) {
-    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("client");
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("client");
     let pid = child.id();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "client failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     (pid, String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn token(tag: &str) -> String {
-    format!("{tag}-{}-{}", std::process::id(), Instant::now().elapsed().as_nanos() ^ (std::ptr::addr_of!(tag) as usize as u128))
+    format!(
+        "{tag}-{}-{}",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos() ^ (std::ptr::addr_of!(tag) as usize as u128)
+    )
 }
 
 fn assert_exchange(tx: &Value, method: &str, path: &str, status: u64, body: &str) {
@@ -181,7 +261,12 @@ fn plaintext_curl_and_python_server_both_sides() {
     let trace = Trace::start(&[]);
     let (server, port) = python_server(None);
     let tok = token("plain");
-    let (pid, out) = run(Command::new("curl").args(["-sS", &format!("http://127.0.0.1:{port}/hello?x=1"), "-H", &format!("Authorization: Bearer {tok}")]));
+    let (pid, out) = run(Command::new("curl").args([
+        "-sS",
+        &format!("http://127.0.0.1:{port}/hello?x=1"),
+        "-H",
+        &format!("Authorization: Bearer {tok}"),
+    ]));
     assert_eq!(out, "hello from python");
     let eg = trace.transaction("egress", &tok);
     assert_exchange(&eg, "GET", "/hello?x=1", 200, "hello from python");
@@ -191,8 +276,17 @@ fn plaintext_curl_and_python_server_both_sides() {
     let ing = trace.transaction("ingress", &tok);
     assert_exchange(&ing, "GET", "/hello?x=1", 200, "hello from python");
     assert_eq!(ing["summary"]["process"]["pid"], server.0.id());
-    assert!(ing["summary"]["process"]["exe"].as_str().unwrap().contains("python3"), "{ing:#}");
-    assert_eq!(ing["transaction"]["network"]["local"], format!("127.0.0.1:{port}"));
+    assert!(
+        ing["summary"]["process"]["exe"]
+            .as_str()
+            .unwrap()
+            .contains("python3"),
+        "{ing:#}"
+    );
+    assert_eq!(
+        ing["transaction"]["network"]["local"],
+        format!("127.0.0.1:{port}")
+    );
 }
 
 fn nginx_tls(c: &Certs) -> (Proc, u16, tempdir::Dir) {
@@ -209,8 +303,17 @@ fn nginx_tls(c: &Certs) -> (Proc, u16, tempdir::Dir) {
         key = c.key.display()
     );
     let path = dir.0.join("nginx.conf");
-    std::fs::File::create(&path).unwrap().write_all(conf.as_bytes()).unwrap();
-    let child = Command::new("nginx").arg("-c").arg(&path).arg("-p").arg(&dir.0).spawn().expect("nginx");
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(conf.as_bytes())
+        .unwrap();
+    let child = Command::new("nginx")
+        .arg("-c")
+        .arg(&path)
+        .arg("-p")
+        .arg(&dir.0)
+        .spawn()
+        .expect("nginx");
     let end = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < end, "nginx did not start");
@@ -225,17 +328,34 @@ fn tls_curl_and_nginx_both_sides() {
     let (_nginx, port, _dir) = nginx_tls(&c);
     let trace = Trace::start(&[]);
     let tok = token("tls");
-    let (pid, out) = run(Command::new("curl").args(["-sSk", "--http1.1", &format!("https://127.0.0.1:{port}/x"), "-H", &format!("Authorization: Bearer {tok}")]));
+    let (pid, out) = run(Command::new("curl").args([
+        "-sSk",
+        "--http1.1",
+        &format!("https://127.0.0.1:{port}/x"),
+        "-H",
+        &format!("Authorization: Bearer {tok}"),
+    ]));
     assert_eq!(out, "hello from nginx");
     let eg = trace.transaction("egress", &tok);
     assert_exchange(&eg, "GET", "/x", 200, "hello from nginx");
     assert_eq!(eg["summary"]["process"]["exe"], "/usr/bin/curl");
     assert_eq!(eg["summary"]["process"]["pid"], pid);
     assert_eq!(eg["summary"]["tls"], true);
-    assert!(eg["transaction"]["request"]["url"].as_str().unwrap().starts_with("https://"));
+    assert!(
+        eg["transaction"]["request"]["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://")
+    );
     let ing = trace.transaction("ingress", &tok);
     assert_exchange(&ing, "GET", "/x", 200, "hello from nginx");
-    assert!(ing["summary"]["process"]["exe"].as_str().unwrap().ends_with("nginx"), "{ing:#}");
+    assert!(
+        ing["summary"]["process"]["exe"]
+            .as_str()
+            .unwrap()
+            .ends_with("nginx"),
+        "{ing:#}"
+    );
     assert_eq!(ing["summary"]["tls"], true);
 }
 
@@ -245,7 +365,10 @@ fn tls_python_client_and_python_server() {
     let trace = Trace::start(&[]);
     let (server, port) = python_server(Some(&c));
     let tok = token("pytls");
-    let (pid, out) = run(Command::new("python3").arg(fixtures().join("client.py")).arg(format!("https://127.0.0.1:{port}/json")).arg(&tok));
+    let (pid, out) = run(Command::new("python3")
+        .arg(fixtures().join("client.py"))
+        .arg(format!("https://127.0.0.1:{port}/json"))
+        .arg(&tok));
     assert_eq!(out, r#"{"items":[1,2,3],"ok":true}"#);
     let eg = trace.transaction("egress", &tok);
     assert_exchange(&eg, "GET", "/json", 200, r#"{"items":[1,2,3],"ok":true}"#);
@@ -264,12 +387,22 @@ fn tls_node_client() {
     let tok = token("node");
     // Node carries OpenSSL in its executable: the probes attach to it when it execs
     // (within a second); the client waits that second, as a service started later would.
-    let (pid, out) = run(Command::new("node").arg(fixtures().join("client.js")).arg(format!("https://127.0.0.1:{port}/hello")).arg(&tok).arg("1000"));
+    let (pid, out) = run(Command::new("node")
+        .arg(fixtures().join("client.js"))
+        .arg(format!("https://127.0.0.1:{port}/hello"))
+        .arg(&tok)
+        .arg("1000"));
     assert_eq!(out, "hello from python");
     let eg = trace.transaction("egress", &tok);
     assert_exchange(&eg, "GET", "/hello", 200, "hello from python");
     assert_eq!(eg["summary"]["process"]["pid"], pid);
-    assert!(eg["summary"]["process"]["exe"].as_str().unwrap().contains("node"), "{eg:#}");
+    assert!(
+        eg["summary"]["process"]["exe"]
+            .as_str()
+            .unwrap()
+            .contains("node"),
+        "{eg:#}"
+    );
     trace.transaction("ingress", &tok);
 }
 
@@ -281,7 +414,17 @@ fn one_mib_post_arrives_whole() {
     let body: Vec<u8> = (0..1_048_576u32).map(|i| b'a' + (i % 26) as u8).collect();
     std::fs::write(dir.0.join("body"), &body).unwrap();
     let tok = token("post");
-    let (_, out) = run(Command::new("curl").args(["-sS", &format!("http://127.0.0.1:{port}/upload"), "-H", &format!("Authorization: Bearer {tok}"), "-H", "Content-Type: text/plain", "--data-binary"]).arg(format!("@{}", dir.0.join("body").display())));
+    let (_, out) = run(Command::new("curl")
+        .args([
+            "-sS",
+            &format!("http://127.0.0.1:{port}/upload"),
+            "-H",
+            &format!("Authorization: Bearer {tok}"),
+            "-H",
+            "Content-Type: text/plain",
+            "--data-binary",
+        ])
+        .arg(format!("@{}", dir.0.join("body").display())));
     assert_eq!(out, "got 1048576 bytes");
     for side in ["egress", "ingress"] {
         let tx = trace.transaction(side, &tok);
@@ -289,8 +432,14 @@ fn one_mib_post_arrives_whole() {
         assert_eq!(b["size"], 1_048_576, "{side}");
         assert_eq!(b["captured"], 1_048_576, "{side}");
         assert_eq!(b["truncated"], false, "{side}");
-        assert!(b["text"].as_str().unwrap().as_bytes() == body.as_slice(), "{side}: body differs");
-        assert_eq!(tx["transaction"]["response"]["body"]["text"], "got 1048576 bytes");
+        assert!(
+            b["text"].as_str().unwrap().as_bytes() == body.as_slice(),
+            "{side}: body differs"
+        );
+        assert_eq!(
+            tx["transaction"]["response"]["body"]["text"],
+            "got 1048576 bytes"
+        );
     }
 }
 
@@ -299,19 +448,36 @@ fn three_requests_on_one_keepalive_connection() {
     let trace = Trace::start(&[]);
     let (_server, port) = python_server(None);
     let tok = token("ka");
-    let urls: Vec<String> = (1..=3).map(|i| format!("http://127.0.0.1:{port}/hello?n={i}")).collect();
-    run(Command::new("curl").args(["-sS", "-H", &format!("Authorization: Bearer {tok}")]).args(&urls));
+    let urls: Vec<String> = (1..=3)
+        .map(|i| format!("http://127.0.0.1:{port}/hello?n={i}"))
+        .collect();
+    run(Command::new("curl")
+        .args(["-sS", "-H", &format!("Authorization: Bearer {tok}")])
+        .args(&urls));
     trace.wait_for("request.http_transaction", Duration::from_secs(15), |d| {
         d["summary"]["direction"] == "egress" && d["summary"]["path"] == "/hello?n=3"
     });
     let mine: Vec<Value> = trace
         .all("request.http_transaction")
         .into_iter()
-        .filter(|d| d["summary"]["direction"] == "egress" && has_header(&d["transaction"]["request"]["headers"], "authorization", &format!("Bearer {tok}")))
+        .filter(|d| {
+            d["summary"]["direction"] == "egress"
+                && has_header(
+                    &d["transaction"]["request"]["headers"],
+                    "authorization",
+                    &format!("Bearer {tok}"),
+                )
+        })
         .collect();
-    let paths: Vec<&str> = mine.iter().map(|d| d["summary"]["path"].as_str().unwrap()).collect();
+    let paths: Vec<&str> = mine
+        .iter()
+        .map(|d| d["summary"]["path"].as_str().unwrap())
+        .collect();
     assert_eq!(paths, ["/hello?n=1", "/hello?n=2", "/hello?n=3"]);
-    let conns: std::collections::HashSet<&str> = mine.iter().map(|d| d["summary"]["connection_id"].as_str().unwrap()).collect();
+    let conns: std::collections::HashSet<&str> = mine
+        .iter()
+        .map(|d| d["summary"]["connection_id"].as_str().unwrap())
+        .collect();
     assert_eq!(conns.len(), 1, "one keep-alive connection");
 }
 
@@ -322,16 +488,45 @@ fn server_dying_mid_response_loses_nothing_sent() {
     let spid = server.0.id();
     let tok = token("die");
     // curl fails (the response is cut short): that is the point
-    let _ = Command::new("curl").args(["-sS", &format!("http://127.0.0.1:{port}/die"), "-H", &format!("Authorization: Bearer {tok}")]).output();
+    let _ = Command::new("curl")
+        .args([
+            "-sS",
+            &format!("http://127.0.0.1:{port}/die"),
+            "-H",
+            &format!("Authorization: Bearer {tok}"),
+        ])
+        .output();
     let ing = trace.transaction("ingress", &tok);
     assert_eq!(ing["summary"]["process"]["pid"], spid);
     assert_eq!(ing["transaction"]["response"]["status"], 200);
-    assert!(ing["transaction"]["response"]["body"]["text"].as_str().unwrap().starts_with("partial-body-xxxx"), "{ing:#}");
-    assert!(ing["summary"]["error"].is_string(), "an incomplete exchange says so: {ing:#}");
+    assert!(
+        ing["transaction"]["response"]["body"]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("partial-body-xxxx"),
+        "{ing:#}"
+    );
+    assert!(
+        ing["summary"]["error"].is_string(),
+        "an incomplete exchange says so: {ing:#}"
+    );
     let eg = trace.transaction("egress", &tok);
-    assert!(eg["transaction"]["response"]["body"]["text"].as_str().unwrap().starts_with("partial-body-"), "{eg:#}");
+    assert!(
+        eg["transaction"]["response"]["body"]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("partial-body-"),
+        "{eg:#}"
+    );
     // the dead server's connection is closed and the process reported stopped
-    let cid = ing["summary"]["connection_id"].as_str().unwrap().to_string();
-    trace.wait_for("connection.closed", Duration::from_secs(10), |d| d["connection_id"] == cid.as_str());
-    trace.wait_for("process.stopped", Duration::from_secs(10), |d| d["pid"] == spid);
+    let cid = ing["summary"]["connection_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    trace.wait_for("connection.closed", Duration::from_secs(10), |d| {
+        d["connection_id"] == cid.as_str()
+    });
+    trace.wait_for("process.stopped", Duration::from_secs(10), |d| {
+        d["pid"] == spid
+    });
 }

@@ -4,7 +4,9 @@ use std::path::Path;
 use std::process::Command;
 
 fn unit(name: &str) -> String {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd").join(name);
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../systemd")
+        .join(name);
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
@@ -17,19 +19,35 @@ fn units_verify_cleanly() {
     let dir = std::env::temp_dir().join(format!("qtap-units-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     // verify checks that ExecStart= exists: point it at the binary under test
-    let service = unit("qtap-devtools.service")
-        .replace("ExecStart=/usr/bin/qtap ", &format!("ExecStart={} ", env!("CARGO_BIN_EXE_qtap")));
+    let service = unit("qtap-devtools.service").replace(
+        "ExecStart=/usr/bin/qtap ",
+        &format!("ExecStart={} ", env!("CARGO_BIN_EXE_qtap")),
+    );
     std::fs::write(dir.join("qtap-devtools.service"), service).unwrap();
-    std::fs::write(dir.join("qtap-devtools.socket"), unit("qtap-devtools.socket")).unwrap();
+    std::fs::write(
+        dir.join("qtap-devtools.socket"),
+        unit("qtap-devtools.socket"),
+    )
+    .unwrap();
     let out = Command::new("systemd-analyze")
         .current_dir(&dir)
-        .args(["verify", "./qtap-devtools.socket", "./qtap-devtools.service"])
+        .args([
+            "verify",
+            "./qtap-devtools.socket",
+            "./qtap-devtools.service",
+        ])
         .output()
         .unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "systemd-analyze verify failed:\n{err}");
-    assert!(err.trim().is_empty(), "systemd-analyze verify warned:\n{err}");
+    assert!(
+        out.status.success(),
+        "systemd-analyze verify failed:\n{err}"
+    );
+    assert!(
+        err.trim().is_empty(),
+        "systemd-analyze verify warned:\n{err}"
+    );
 }
 
 #[test]
@@ -51,7 +69,17 @@ fn units_say_what_the_daemon_needs() {
         assert!(has(l), "service lacks `{l}`");
     }
     // settings that would hide other processes, tracefs or bpffs from the daemon
-    for key in ["ProtectKernelTunables=", "ProtectControlGroups=", "PrivatePIDs=", "ProcSubset=", "ProtectProc=", "PrivateUsers="] {
-        assert!(!service.lines().any(|l| l.starts_with(key)), "service must not set {key}");
+    for key in [
+        "ProtectKernelTunables=",
+        "ProtectControlGroups=",
+        "PrivatePIDs=",
+        "ProcSubset=",
+        "ProtectProc=",
+        "PrivateUsers=",
+    ] {
+        assert!(
+            !service.lines().any(|l| l.starts_with(key)),
+            "service must not set {key}"
+        );
     }
 }

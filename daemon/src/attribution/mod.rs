@@ -19,7 +19,12 @@ pub struct ProcessInfo {
 
 impl ProcessInfo {
     pub fn to_ref(&self) -> ProcessRef {
-        ProcessRef { pid: self.pid, exe: self.exe.clone(), name: self.name.clone(), user: self.user.clone() }
+        ProcessRef {
+            pid: self.pid,
+            exe: self.exe.clone(),
+            name: self.name.clone(),
+            user: self.user.clone(),
+        }
     }
 
     pub fn to_started(&self) -> ProcessStarted {
@@ -55,45 +60,124 @@ pub fn parse_status(text: &str) -> (u32, u32) {
         if let Some(v) = l.strip_prefix("PPid:") {
             ppid = v.trim().parse().unwrap_or(0);
         } else if let Some(v) = l.strip_prefix("Uid:") {
-            uid = v.split_whitespace().next().and_then(|s| s.parse().ok()).unwrap_or(0);
+            uid = v
+                .split_whitespace()
+                .next()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
         }
     }
     (ppid, uid)
 }
 
+/// What the exec record said of a process: used when it exits before /proc is read.
+#[derive(Clone, Debug)]
+struct ExecHint {
+    filename: String,
+    comm: String,
+    uid: u32,
+}
+
+/// Exec hints kept at most (oldest forgotten first).
+const MAX_HINTS: usize = 16_384;
+
 pub struct Processes {
     proc_root: PathBuf,
     cache: HashMap<u32, Arc<ProcessInfo>>,
     users: HashMap<u32, String>,
+    hints: HashMap<u32, ExecHint>,
+    hint_order: std::collections::VecDeque<u32>,
 }
 
 impl Processes {
     pub fn new(proc_root: &Path) -> Self {
-        let users = std::fs::read_to_string("/etc/passwd").map(|t| parse_passwd(&t)).unwrap_or_default();
-        Processes { proc_root: proc_root.to_path_buf(), cache: HashMap::new(), users }
+        let users = std::fs::read_to_string("/etc/passwd")
+            .map(|t| parse_passwd(&t))
+            .unwrap_or_default();
+        Processes {
+            proc_root: proc_root.to_path_buf(),
+            cache: HashMap::new(),
+            users,
+            hints: HashMap::new(),
+            hint_order: Default::default(),
+        }
     }
 
-    /// Reads a process from /proc; `comm` names it when it is already gone.
+    /// Reads a process from /proc; the exec record (or `comm`) names it when it is
+    /// already gone.
     fn read(&self, pid: u32, comm: Option<&str>) -> ProcessInfo {
+        let mut info = self.read_proc(pid, comm);
+        if let Some(h) = self.hints.get(&pid) {
+            if info.exe.is_empty() {
+                info.exe = if h.filename.starts_with('/') {
+                    h.filename.clone()
+                } else {
+                    String::new()
+                };
+                info.name = info
+                    .exe
+                    .rsplit('/')
+                    .next()
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or(&h.comm)
+                    .to_string();
+            }
+            if info.user.is_empty() {
+                info.uid = h.uid;
+                info.user = self
+                    .users
+                    .get(&h.uid)
+                    .cloned()
+                    .unwrap_or_else(|| h.uid.to_string());
+            }
+        }
+        info
+    }
+
+    fn read_proc(&self, pid: u32, comm: Option<&str>) -> ProcessInfo {
         let base = self.proc_root.join(pid.to_string());
-        let exe = std::fs::read_link(base.join("exe")).map(|p| p.display().to_string()).unwrap_or_default();
-        let cmdline: Vec<String> = std::fs::read(base.join("cmdline"))
-            .map(|b| b.split(|&c| c == 0).filter(|s| !s.is_empty()).map(|s| String::from_utf8_lossy(s).into_owned()).collect())
+        let exe = std::fs::read_link(base.join("exe"))
+            .map(|p| p.display().to_string())
             .unwrap_or_default();
-        let (ppid, uid) = std::fs::read_to_string(base.join("status")).map(|t| parse_status(&t)).unwrap_or((0, u32::MAX));
-        let comm_now = std::fs::read_to_string(base.join("comm")).map(|s| s.trim().to_string()).ok();
+        let cmdline: Vec<String> = std::fs::read(base.join("cmdline"))
+            .map(|b| {
+                b.split(|&c| c == 0)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| String::from_utf8_lossy(s).into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let (ppid, uid) = std::fs::read_to_string(base.join("status"))
+            .map(|t| parse_status(&t))
+            .unwrap_or((0, u32::MAX));
+        let comm_now = std::fs::read_to_string(base.join("comm"))
+            .map(|s| s.trim().to_string())
+            .ok();
         let exe = exe.trim_end_matches(" (deleted)").to_string();
         let name = if !exe.is_empty() {
             exe.rsplit('/').next().unwrap_or(&exe).to_string()
         } else {
-            comm_now.or(comm.map(str::to_string)).unwrap_or_else(|| "?".into())
+            comm_now
+                .or(comm.map(str::to_string))
+                .unwrap_or_else(|| "?".into())
         };
         let user = if uid == u32::MAX {
             String::new()
         } else {
-            self.users.get(&uid).cloned().unwrap_or_else(|| uid.to_string())
+            self.users
+                .get(&uid)
+                .cloned()
+                .unwrap_or_else(|| uid.to_string())
         };
-        ProcessInfo { pid, ppid, exe, name, cmdline, uid: if uid == u32::MAX { 0 } else { uid }, user }
+        ProcessInfo {
+            pid,
+            ppid,
+            exe,
+            name,
+            cmdline,
+            uid: if uid == u32::MAX { 0 } else { uid },
+            user,
+        }
     }
 
     /// The process, read once and cached.
@@ -106,15 +190,39 @@ impl Processes {
         info
     }
 
-    /// After exec the same pid runs another program.
-    pub fn exec(&mut self, pid: u32) {
+    /// After exec the same pid runs another program; remember what exec said.
+    pub fn exec(&mut self, pid: u32, filename: String, comm: String, uid: u32) {
         self.cache.remove(&pid);
+        if self
+            .hints
+            .insert(
+                pid,
+                ExecHint {
+                    filename,
+                    comm,
+                    uid,
+                },
+            )
+            .is_none()
+        {
+            self.hint_order.push_back(pid);
+        }
+        while self.hint_order.len() > MAX_HINTS {
+            if let Some(old) = self.hint_order.pop_front() {
+                self.hints.remove(&old);
+            }
+        }
     }
 
     /// The process is gone: returns what was known (reading /proc one last time if it
     /// was never read), and forgets it.
     pub fn exit(&mut self, pid: u32, comm: &str) -> Arc<ProcessInfo> {
-        self.cache.remove(&pid).unwrap_or_else(|| Arc::new(self.read(pid, Some(comm))))
+        let info = self
+            .cache
+            .remove(&pid)
+            .unwrap_or_else(|| Arc::new(self.read(pid, Some(comm))));
+        self.hints.remove(&pid);
+        info
     }
 
     pub fn cached(&self, pid: u32) -> Option<&Arc<ProcessInfo>> {
@@ -128,10 +236,15 @@ mod tests {
 
     #[test]
     fn passwd_and_status() {
-        let u = parse_passwd("root:x:0:0:root:/root:/bin/bash\nwww-data:x:33:33::/var/www:/usr/sbin/nologin\nbad line\n");
+        let u = parse_passwd(
+            "root:x:0:0:root:/root:/bin/bash\nwww-data:x:33:33::/var/www:/usr/sbin/nologin\nbad line\n",
+        );
         assert_eq!(u[&0], "root");
         assert_eq!(u[&33], "www-data");
-        assert_eq!(parse_status("Name:\tcurl\nPPid:\t42\nUid:\t1000\t1000\t1000\t1000\n"), (42, 1000));
+        assert_eq!(
+            parse_status("Name:\tcurl\nPPid:\t42\nUid:\t1000\t1000\t1000\t1000\n"),
+            (42, 1000)
+        );
     }
 
     #[test]
@@ -143,5 +256,16 @@ mod tests {
         assert!(!me.cmdline.is_empty());
         // SAFETY: getuid has no preconditions.
         assert_eq!(me.uid, unsafe { libc::getuid() });
+    }
+
+    #[test]
+    fn a_process_gone_before_proc_is_read_is_named_by_its_exec() {
+        let mut p = Processes::new(Path::new("/nonexistent-proc"));
+        p.exec(4242, "/usr/bin/curl".into(), "curl".into(), 0);
+        let i = p.get(4242);
+        assert_eq!(
+            (i.exe.as_str(), i.name.as_str(), i.user.as_str()),
+            ("/usr/bin/curl", "curl", "root")
+        );
     }
 }

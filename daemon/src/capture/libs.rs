@@ -48,14 +48,21 @@ fn lib_file(open_path: PathBuf, shown_path: String) -> Option<LibFile> {
         Ok(m) if m.dev() == md.dev() && m.ino() == md.ino() => PathBuf::from(&shown_path),
         _ => open_path,
     };
-    Some(LibFile { open_path, shown_path, dev: md.dev(), ino: md.ino() })
+    Some(LibFile {
+        open_path,
+        shown_path,
+        dev: md.dev(),
+        ino: md.ino(),
+    })
 }
 
 /// libssl files in the standard directories of the host.
 pub fn scan_standard_dirs() -> Vec<LibFile> {
     let mut out = Vec::new();
     for dir in STANDARD_DIRS {
-        let Ok(rd) = std::fs::read_dir(dir) else { continue };
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            continue;
+        };
         for e in rd.flatten() {
             let name = e.file_name();
             let Some(name) = name.to_str() else { continue };
@@ -77,7 +84,9 @@ pub fn libssl_paths_in_maps(maps: &str) -> Vec<String> {
     let mut out = Vec::new();
     for line in maps.lines() {
         // address perms offset dev inode path
-        let Some(path) = line.splitn(6, ' ').nth(5).map(str::trim) else { continue };
+        let Some(path) = line.splitn(6, ' ').nth(5).map(str::trim) else {
+            continue;
+        };
         if !path.starts_with('/') || path.ends_with(" (deleted)") {
             continue;
         }
@@ -92,7 +101,9 @@ pub fn libssl_paths_in_maps(maps: &str) -> Vec<String> {
 /// libssl files mapped by `pid`, opened through its root.
 pub fn scan_pid(proc_root: &Path, pid: u32) -> Vec<LibFile> {
     let base = proc_root.join(pid.to_string());
-    let Ok(maps) = std::fs::read_to_string(base.join("maps")) else { return Vec::new() };
+    let Ok(maps) = std::fs::read_to_string(base.join("maps")) else {
+        return Vec::new();
+    };
     libssl_paths_in_maps(&maps)
         .into_iter()
         .filter_map(|p| lib_file(base.join("root").join(p.trim_start_matches('/')), p))
@@ -101,8 +112,12 @@ pub fn scan_pid(proc_root: &Path, pid: u32) -> Vec<LibFile> {
 
 /// Every numeric entry of /proc.
 pub fn pids(proc_root: &Path) -> Vec<u32> {
-    let Ok(rd) = std::fs::read_dir(proc_root) else { return Vec::new() };
-    rd.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect()
+    let Ok(rd) = std::fs::read_dir(proc_root) else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect()
 }
 
 #[cfg(test)]
@@ -125,7 +140,10 @@ mod tests {
 7f20-7f30 r-xp 00000000 08:01 124 /usr/lib/x86_64-linux-gnu/libcrypto.so.3\n\
 7f30-7f40 r-xp 00000000 00:00 0 [heap]\n\
 7f40-7f50 r-xp 00000000 08:01 125 /opt/app/lib/libssl.so.1.1 (deleted)\n";
-        assert_eq!(libssl_paths_in_maps(maps), vec!["/usr/lib/x86_64-linux-gnu/libssl.so.3".to_string()]);
+        assert_eq!(
+            libssl_paths_in_maps(maps),
+            vec!["/usr/lib/x86_64-linux-gnu/libssl.so.3".to_string()]
+        );
     }
 }
 
@@ -158,10 +176,22 @@ pub fn symbol_offsets(path: &Path, names: &[&str]) -> Result<Vec<(String, u64)>,
         if !names.contains(&name) || out.iter().any(|(n, _)| n == name) {
             continue;
         }
-        let Some(idx) = sym.section_index() else { continue };
-        let Ok(sec) = obj.section_by_index(idx) else { continue };
-        let Some((sec_off, _)) = sec.file_range() else { continue };
-        let Some(off) = sym.address().checked_sub(sec.address()).and_then(|d| d.checked_add(sec_off)) else { continue };
+        let Some(idx) = sym.section_index() else {
+            continue;
+        };
+        let Ok(sec) = obj.section_by_index(idx) else {
+            continue;
+        };
+        let Some((sec_off, _)) = sec.file_range() else {
+            continue;
+        };
+        let Some(off) = sym
+            .address()
+            .checked_sub(sec.address())
+            .and_then(|d| d.checked_add(sec_off))
+        else {
+            continue;
+        };
         out.push((name.to_string(), off));
     }
     Ok(out)
@@ -182,7 +212,16 @@ impl Mmap {
             return Err(std::io::Error::other("empty file"));
         }
         // SAFETY: a fresh read-only private mapping of an open file; unmapped in Drop.
-        let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_PRIVATE, file.as_raw_fd(), 0) };
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                file.as_raw_fd(),
+                0,
+            )
+        };
         if ptr == libc::MAP_FAILED {
             return Err(std::io::Error::last_os_error());
         }

@@ -8,11 +8,11 @@ pub mod procnet;
 pub mod record;
 
 use aya::{
-    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
-    programs::{uprobe::UProbeScope, TracePoint, UProbe},
     Ebpf, EbpfLoader,
+    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
+    programs::{TracePoint, UProbe, uprobe::UProbeScope},
 };
-use qtap_common::{drop_reason, sock_key, SockInfo};
+use qtap_common::{SockInfo, drop_reason, sock_key};
 use std::collections::HashSet;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -30,15 +30,21 @@ pub enum CaptureError {
         "this qtap binary was built without its eBPF programs (AYA_BUILD_SKIP) — rebuild with `cargo build --release` after running `.ci/setup`"
     )]
     NoObject,
-    #[error("cannot capture: {0} — run as root (sudo), or grant CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN")]
+    #[error(
+        "cannot capture: {0} — run as root (sudo), or grant CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN"
+    )]
     Permission(String),
     #[error(
         "cannot find tracefs (tried /sys/kernel/tracing and /sys/kernel/debug/tracing, and mounting it failed: {0}) — mount it with `mount -t tracefs nodev /sys/kernel/tracing`"
     )]
     NoTracefs(String),
-    #[error("this kernel has no tracepoint {0} — qtap needs Linux ≥ 5.10 built with CONFIG_FTRACE_SYSCALLS")]
+    #[error(
+        "this kernel has no tracepoint {0} — qtap needs Linux ≥ 5.10 built with CONFIG_FTRACE_SYSCALLS"
+    )]
     MissingTracepoint(String),
-    #[error("cannot load the eBPF programs: {0} — qtap needs Linux ≥ 5.10 with BPF ring buffers (5.8+); run as root")]
+    #[error(
+        "cannot load the eBPF programs: {0} — qtap needs Linux ≥ 5.10 with BPF ring buffers (5.8+); run as root"
+    )]
     Load(String),
     #[error("cannot attach {what}: {why}")]
     Attach { what: String, why: String },
@@ -56,7 +62,10 @@ pub struct CaptureConfig {
 
 impl Default for CaptureConfig {
     fn default() -> Self {
-        CaptureConfig { ring_bytes: 32 << 20, proc_root: PathBuf::from("/proc") }
+        CaptureConfig {
+            ring_bytes: 32 << 20,
+            proc_root: PathBuf::from("/proc"),
+        }
     }
 }
 
@@ -142,18 +151,32 @@ pub struct Capture {
 }
 
 fn is_permission(e: &str) -> bool {
-    e.contains("EPERM") || e.contains("ermission denied") || e.contains("Operation not permitted") || e.contains("EACCES")
+    e.contains("EPERM")
+        || e.contains("ermission denied")
+        || e.contains("Operation not permitted")
+        || e.contains("EACCES")
 }
 
 fn ensure_tracefs() -> Result<(), CaptureError> {
-    for p in ["/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events"] {
+    for p in [
+        "/sys/kernel/tracing/events",
+        "/sys/kernel/debug/tracing/events",
+    ] {
         if Path::new(p).is_dir() {
             return Ok(());
         }
     }
     let target = c"/sys/kernel/tracing";
     // SAFETY: plain mount(2) call with valid C strings.
-    let rc = unsafe { libc::mount(c"nodev".as_ptr(), target.as_ptr(), c"tracefs".as_ptr(), 0, std::ptr::null()) };
+    let rc = unsafe {
+        libc::mount(
+            c"nodev".as_ptr(),
+            target.as_ptr(),
+            c"tracefs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
     if rc != 0 {
         let err = std::io::Error::last_os_error();
         if err.raw_os_error() == Some(libc::EPERM) {
@@ -166,7 +189,10 @@ fn ensure_tracefs() -> Result<(), CaptureError> {
 }
 
 fn clock_ns(clock: libc::clockid_t) -> i128 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid pointer to a timespec.
     unsafe { libc::clock_gettime(clock, &mut ts) };
     i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
@@ -193,18 +219,28 @@ impl Capture {
             .map_err(|e| {
                 let s = format!("{e:#}");
                 let chain = error_chain(&e);
-                if is_permission(&chain) { CaptureError::Permission(chain) } else { CaptureError::Load(s + ": " + &chain) }
+                if is_permission(&chain) {
+                    CaptureError::Permission(chain)
+                } else {
+                    CaptureError::Load(s + ": " + &chain)
+                }
             })?;
         let mut probes = Vec::new();
         for (cat, name) in TRACEPOINTS {
             let prog: &mut TracePoint = ebpf
                 .program_mut(name)
-                .ok_or_else(|| CaptureError::Load(format!("program {name} missing from the object")))?
+                .ok_or_else(|| {
+                    CaptureError::Load(format!("program {name} missing from the object"))
+                })?
                 .try_into()
                 .map_err(|e| CaptureError::Load(format!("{name}: {e}")))?;
             prog.load().map_err(|e| {
                 let chain = error_chain(&e);
-                if is_permission(&chain) { CaptureError::Permission(chain) } else { CaptureError::Load(format!("{name}: {chain}")) }
+                if is_permission(&chain) {
+                    CaptureError::Permission(chain)
+                } else {
+                    CaptureError::Load(format!("{name}: {chain}"))
+                }
             })?;
             prog.attach(cat, name).map_err(|e| {
                 let chain = error_chain(&e);
@@ -213,7 +249,10 @@ impl Capture {
                 } else if is_permission(&chain) {
                     CaptureError::Permission(chain)
                 } else {
-                    CaptureError::Attach { what: format!("tracepoint {cat}/{name}"), why: chain }
+                    CaptureError::Attach {
+                        what: format!("tracepoint {cat}/{name}"),
+                        why: chain,
+                    }
                 }
             })?;
         }
@@ -228,21 +267,32 @@ impl Capture {
                 .ok_or_else(|| CaptureError::Load(format!("program {prog} missing")))?
                 .try_into()
                 .map_err(|e| CaptureError::Load(format!("{prog}: {e}")))?;
-            p.load().map_err(|e| CaptureError::Load(format!("{prog}: {}", error_chain(&e))))?;
+            p.load()
+                .map_err(|e| CaptureError::Load(format!("{prog}: {}", error_chain(&e))))?;
         }
         let p: &mut UProbe = ebpf
             .program_mut("ssl_ret")
             .ok_or_else(|| CaptureError::Load("program ssl_ret missing".into()))?
             .try_into()
             .map_err(|e| CaptureError::Load(format!("ssl_ret: {e}")))?;
-        p.load().map_err(|e| CaptureError::Load(format!("ssl_ret: {}", error_chain(&e))))?;
+        p.load()
+            .map_err(|e| CaptureError::Load(format!("ssl_ret: {}", error_chain(&e))))?;
 
-        let ring = RingBuf::try_from(ebpf.take_map("EVENTS").ok_or_else(|| CaptureError::Load("map EVENTS missing".into()))?)
-            .map_err(|e| CaptureError::Ring(e.to_string()))?;
-        let socks = BpfHashMap::try_from(ebpf.take_map("SOCKS").ok_or_else(|| CaptureError::Load("map SOCKS missing".into()))?)
-            .map_err(|e| CaptureError::Load(format!("SOCKS: {e}")))?;
-        let drops = PerCpuArray::try_from(ebpf.take_map("DROPS").ok_or_else(|| CaptureError::Load("map DROPS missing".into()))?)
-            .map_err(|e| CaptureError::Load(format!("DROPS: {e}")))?;
+        let ring = RingBuf::try_from(
+            ebpf.take_map("EVENTS")
+                .ok_or_else(|| CaptureError::Load("map EVENTS missing".into()))?,
+        )
+        .map_err(|e| CaptureError::Ring(e.to_string()))?;
+        let socks = BpfHashMap::try_from(
+            ebpf.take_map("SOCKS")
+                .ok_or_else(|| CaptureError::Load("map SOCKS missing".into()))?,
+        )
+        .map_err(|e| CaptureError::Load(format!("SOCKS: {e}")))?;
+        let drops = PerCpuArray::try_from(
+            ebpf.take_map("DROPS")
+                .ok_or_else(|| CaptureError::Load("map DROPS missing".into()))?,
+        )
+        .map_err(|e| CaptureError::Load(format!("DROPS: {e}")))?;
         let wall_offset = clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_MONOTONIC);
         let mut cap = Capture {
             ring,
@@ -275,7 +325,9 @@ impl Capture {
 
     /// Converts kernel timestamps to wall-clock time.
     pub fn clock(&self) -> Clock {
-        Clock { wall_offset: self.wall_offset }
+        Clock {
+            wall_offset: self.wall_offset,
+        }
     }
 
     /// Attaches the TLS probes to one library file, once per distinct file. Returns the
@@ -292,7 +344,9 @@ impl Capture {
                 return None;
             }
         };
-        if !offsets.iter().any(|(n, _)| n == "SSL_read") || !offsets.iter().any(|(n, _)| n == "SSL_write") {
+        if !offsets.iter().any(|(n, _)| n == "SSL_read")
+            || !offsets.iter().any(|(n, _)| n == "SSL_write")
+        {
             // e.g. NSS's libssl3.so: a libssl by name, not OpenSSL's API
             tracing::debug!(library = %lib.shown_path, "no SSL_read/SSL_write: not an OpenSSL-compatible library");
             return None;
@@ -300,12 +354,26 @@ impl Capture {
         let mut attached = Vec::new();
         let mut failure = None;
         for (prog, sym) in SSL_ENTRY {
-            let Some((_, off)) = offsets.iter().find(|(n, _)| n == sym) else { continue };
+            let Some((_, off)) = offsets.iter().find(|(n, _)| n == sym) else {
+                continue;
+            };
             let r = (|| -> Result<(), String> {
-                let p: &mut UProbe = self.ebpf.program_mut(prog).ok_or("program missing")?.try_into().map_err(|e| format!("{e}"))?;
-                p.attach(*off, &lib.open_path, UProbeScope::AllProcesses).map_err(|e| error_chain(&e))?;
-                let r: &mut UProbe = self.ebpf.program_mut("ssl_ret").ok_or("program missing")?.try_into().map_err(|e| format!("{e}"))?;
-                r.attach(*off, &lib.open_path, UProbeScope::AllProcesses).map_err(|e| error_chain(&e))?;
+                let p: &mut UProbe = self
+                    .ebpf
+                    .program_mut(prog)
+                    .ok_or("program missing")?
+                    .try_into()
+                    .map_err(|e| format!("{e}"))?;
+                p.attach(*off, &lib.open_path, UProbeScope::AllProcesses)
+                    .map_err(|e| error_chain(&e))?;
+                let r: &mut UProbe = self
+                    .ebpf
+                    .program_mut("ssl_ret")
+                    .ok_or("program missing")?
+                    .try_into()
+                    .map_err(|e| format!("{e}"))?;
+                r.attach(*off, &lib.open_path, UProbeScope::AllProcesses)
+                    .map_err(|e| error_chain(&e))?;
                 Ok(())
             })();
             match r {
@@ -313,12 +381,20 @@ impl Capture {
                 Err(e) => failure = Some(format!("{sym}: {e}")),
             }
         }
-        let missing: Vec<&str> = names.iter().copied().filter(|n| !offsets.iter().any(|(m, _)| m == n)).collect();
+        let missing: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| !offsets.iter().any(|(m, _)| m == n))
+            .collect();
         let status = match (&failure, attached.is_empty()) {
             (Some(e), true) => format!("failed: {e}"),
             (Some(e), false) => format!("partly attached ({}); {e}", attached.join(", ")),
             (None, _) if missing.is_empty() => "attached".to_string(),
-            (None, _) => format!("attached ({}; this build has no {})", attached.join(", "), missing.join(", ")),
+            (None, _) => format!(
+                "attached ({}; this build has no {})",
+                attached.join(", "),
+                missing.join(", ")
+            ),
         };
         let shown = if lib.open_path.starts_with(&self.cfg.proc_root) {
             format!("{} (via {})", lib.shown_path, lib.open_path.display())
@@ -330,7 +406,11 @@ impl Capture {
         } else {
             tracing::info!(library = %shown, %status, "TLS probes attached");
         }
-        let st = ProbeStatus { library: "openssl".into(), path: shown, status };
+        let st = ProbeStatus {
+            library: "openssl".into(),
+            path: shown,
+            status,
+        };
         self.probes.push(st.clone());
         Some(st)
     }
@@ -338,7 +418,10 @@ impl Capture {
     /// Attaches to the TLS libraries `pid` maps that are not probed yet, and to its
     /// executable when that carries OpenSSL itself (statically linked, e.g. Node.js).
     pub fn attach_libs_of(&mut self, pid: u32) -> Vec<ProbeStatus> {
-        let mut out: Vec<ProbeStatus> = libs::scan_pid(&self.cfg.proc_root, pid).iter().filter_map(|l| self.attach_lib(l)).collect();
+        let mut out: Vec<ProbeStatus> = libs::scan_pid(&self.cfg.proc_root, pid)
+            .iter()
+            .filter_map(|l| self.attach_lib(l))
+            .collect();
         if let Some(exe) = libs::exe_of(&self.cfg.proc_root, pid) {
             let key = (exe.dev, exe.ino);
             if !self.attached_libs.contains(&key) && self.checked_exes.insert(key) {
@@ -353,7 +436,10 @@ impl Capture {
     pub fn prime_existing(&mut self) -> Vec<(u32, i32, procnet::TcpEntry, bool)> {
         let me = std::process::id();
         let mut out = Vec::new();
-        let mut tables: std::collections::HashMap<u64, std::collections::HashMap<u64, procnet::TcpEntry>> = Default::default();
+        let mut tables: std::collections::HashMap<
+            u64,
+            std::collections::HashMap<u64, procnet::TcpEntry>,
+        > = Default::default();
         let root = self.cfg.proc_root.clone();
         for pid in libs::pids(&root) {
             if pid == me {
@@ -364,13 +450,22 @@ impl Capture {
                 m.ino()
             });
             let Ok(ns) = ns else { continue };
-            let table = tables.entry(ns).or_insert_with(|| procnet::tcp_table(&root, pid));
-            let listening: HashSet<u16> = table.values().filter(|t| t.state == 10).map(|t| t.local.port()).collect();
+            let table = tables
+                .entry(ns)
+                .or_insert_with(|| procnet::tcp_table(&root, pid));
+            let listening: HashSet<u16> = table
+                .values()
+                .filter(|t| t.state == 10)
+                .map(|t| t.local.port())
+                .collect();
             for (fd, t) in procnet::tcp_fds(&root, pid, table) {
                 if t.state != 1 {
                     continue;
                 }
-                let info = SockInfo { state: qtap_common::sock_state::CAPTURE, ..Default::default() };
+                let info = SockInfo {
+                    state: qtap_common::sock_state::CAPTURE,
+                    ..Default::default()
+                };
                 if self.socks.insert(sock_key(pid, fd), info, 0).is_ok() {
                     out.push((pid, fd, t, listening.contains(&t.local.port())));
                 }
@@ -397,8 +492,16 @@ impl Capture {
     }
 
     /// Waits up to `timeout` for records and appends them to `out`.
-    pub fn poll(&mut self, timeout: Duration, out: &mut Vec<Result<Record, record::RecordError>>) -> Result<(), CaptureError> {
-        let mut pfd = libc::pollfd { fd: self.ring.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    pub fn poll(
+        &mut self,
+        timeout: Duration,
+        out: &mut Vec<Result<Record, record::RecordError>>,
+    ) -> Result<(), CaptureError> {
+        let mut pfd = libc::pollfd {
+            fd: self.ring.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
         let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
         // SAFETY: one valid pollfd.
         let rc = unsafe { libc::poll(&mut pfd, 1, ms) };

@@ -17,7 +17,9 @@ fn hex_addr(s: &str) -> Option<SocketAddr> {
     let (a, p) = s.split_once(':')?;
     let port = u16::from_str_radix(p, 16).ok()?;
     let ip = match a.len() {
-        8 => IpAddr::V4(Ipv4Addr::from(u32::from_str_radix(a, 16).ok()?.to_le_bytes())),
+        8 => IpAddr::V4(Ipv4Addr::from(
+            u32::from_str_radix(a, 16).ok()?.to_le_bytes(),
+        )),
         32 => {
             let mut b = [0u8; 16];
             for i in 0..4 {
@@ -42,11 +44,24 @@ pub fn parse_tcp_table(text: &str, out: &mut HashMap<u64, TcpEntry>) {
         if f.len() < 10 {
             continue;
         }
-        let (Some(local), Some(remote)) = (hex_addr(f[1]), hex_addr(f[2])) else { continue };
-        let Ok(state) = u8::from_str_radix(f[3], 16) else { continue };
-        let Ok(inode) = f[9].parse::<u64>() else { continue };
+        let (Some(local), Some(remote)) = (hex_addr(f[1]), hex_addr(f[2])) else {
+            continue;
+        };
+        let Ok(state) = u8::from_str_radix(f[3], 16) else {
+            continue;
+        };
+        let Ok(inode) = f[9].parse::<u64>() else {
+            continue;
+        };
         if inode != 0 {
-            out.insert(inode, TcpEntry { local, remote, state });
+            out.insert(
+                inode,
+                TcpEntry {
+                    local,
+                    remote,
+                    state,
+                },
+            );
         }
     }
 }
@@ -55,7 +70,8 @@ pub fn parse_tcp_table(text: &str, out: &mut HashMap<u64, TcpEntry>) {
 pub fn tcp_table(proc_root: &Path, pid: u32) -> HashMap<u64, TcpEntry> {
     let mut out = HashMap::new();
     for f in ["tcp", "tcp6"] {
-        if let Ok(t) = std::fs::read_to_string(proc_root.join(pid.to_string()).join("net").join(f)) {
+        if let Ok(t) = std::fs::read_to_string(proc_root.join(pid.to_string()).join("net").join(f))
+        {
             parse_tcp_table(&t, &mut out);
         }
     }
@@ -64,23 +80,40 @@ pub fn tcp_table(proc_root: &Path, pid: u32) -> HashMap<u64, TcpEntry> {
 
 /// `socket:[12345]` → 12345.
 pub fn socket_inode(link: &str) -> Option<u64> {
-    link.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+    link.strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
 }
 
 /// The socket inode behind `/proc/PID/fd/FD`, if it is a socket.
 pub fn fd_socket_inode(proc_root: &Path, pid: u32, fd: i32) -> Option<u64> {
-    let link = std::fs::read_link(proc_root.join(pid.to_string()).join("fd").join(fd.to_string())).ok()?;
+    let link = std::fs::read_link(
+        proc_root
+            .join(pid.to_string())
+            .join("fd")
+            .join(fd.to_string()),
+    )
+    .ok()?;
     socket_inode(link.to_str()?)
 }
 
 /// Every (fd, entry) of `pid` that is a TCP socket not in LISTEN state.
 pub fn tcp_fds(proc_root: &Path, pid: u32, table: &HashMap<u64, TcpEntry>) -> Vec<(i32, TcpEntry)> {
     let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir(proc_root.join(pid.to_string()).join("fd")) else { return out };
+    let Ok(dir) = std::fs::read_dir(proc_root.join(pid.to_string()).join("fd")) else {
+        return out;
+    };
     for e in dir.flatten() {
-        let Some(fd) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
-        let Ok(link) = std::fs::read_link(e.path()) else { continue };
-        let Some(inode) = link.to_str().and_then(socket_inode) else { continue };
+        let Some(fd) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(link) = std::fs::read_link(e.path()) else {
+            continue;
+        };
+        let Some(inode) = link.to_str().and_then(socket_inode) else {
+            continue;
+        };
         if let Some(t) = table.get(&inode) {
             if t.state != 10 {
                 out.push((fd, *t));

@@ -1,7 +1,7 @@
 //! Decoding ring-buffer records into plain data (no kernel needed: unit-tested here).
 use qtap_common::{
-    direction, kind, source, Addr, CloseEvent, ConnEvent, EstablishedEvent, Header, ProcEvent,
-    DATA_HEADER_LEN,
+    Addr, CloseEvent, ConnEvent, DATA_HEADER_LEN, EstablishedEvent, Header, ProcEvent, direction,
+    kind, source,
 };
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -35,13 +35,49 @@ pub enum Record {
         bytes: Vec<u8>,
         unseen: u64,
     },
-    Connect { pid: u32, tid: u32, fd: i32, ts_ns: u64, local: Option<SocketAddr>, remote: Option<SocketAddr>, sk: u64 },
-    Accept { pid: u32, tid: u32, fd: i32, ts_ns: u64, remote: Option<SocketAddr> },
-    Close { pid: u32, fd: i32, ts_ns: u64, bytes_sent: u64, bytes_recv: u64 },
-    Exec { pid: u32, ts_ns: u64, comm: String },
-    Exit { pid: u32, ts_ns: u64, comm: String },
+    Connect {
+        pid: u32,
+        tid: u32,
+        fd: i32,
+        ts_ns: u64,
+        local: Option<SocketAddr>,
+        remote: Option<SocketAddr>,
+        sk: u64,
+    },
+    Accept {
+        pid: u32,
+        tid: u32,
+        fd: i32,
+        ts_ns: u64,
+        remote: Option<SocketAddr>,
+    },
+    Close {
+        pid: u32,
+        fd: i32,
+        ts_ns: u64,
+        bytes_sent: u64,
+        bytes_recv: u64,
+    },
+    Exec {
+        pid: u32,
+        ts_ns: u64,
+        comm: String,
+        uid: u32,
+        filename: String,
+    },
+    Exit {
+        pid: u32,
+        ts_ns: u64,
+        comm: String,
+    },
     /// `outgoing`: from SYN_SENT (this host connected); else from SYN_RECV
-    Established { local: Option<SocketAddr>, remote: Option<SocketAddr>, sk: u64, outgoing: bool, ts_ns: u64 },
+    Established {
+        local: Option<SocketAddr>,
+        remote: Option<SocketAddr>,
+        sk: u64,
+        outgoing: bool,
+        ts_ns: u64,
+    },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -81,8 +117,14 @@ fn comm(c: &[u8; 16]) -> String {
 }
 
 pub fn parse(buf: &[u8]) -> Result<Record, RecordError> {
-    let h: Header = read(buf).ok_or(RecordError::Short { kind: 0, len: buf.len() })?;
-    let short = || RecordError::Short { kind: h.kind, len: buf.len() };
+    let h: Header = read(buf).ok_or(RecordError::Short {
+        kind: 0,
+        len: buf.len(),
+    })?;
+    let short = || RecordError::Short {
+        kind: h.kind,
+        len: buf.len(),
+    };
     Ok(match h.kind {
         kind::DATA => {
             if buf.len() < DATA_HEADER_LEN {
@@ -95,9 +137,19 @@ pub fn parse(buf: &[u8]) -> Result<Record, RecordError> {
             let pos: u64 = read(&buf[off + 8..]).ok_or_else(short)?;
             let call_len: u32 = read(&buf[off + 16..]).ok_or_else(short)?;
             let len: u32 = read(&buf[off + 24..]).ok_or_else(short)?;
-            let dir = if buf[off + 28] == direction::SEND { Dir::Send } else { Dir::Recv };
-            let src = if buf[off + 29] == source::OPENSSL { Source::OpenSsl } else { Source::Syscall };
-            let payload = buf.get(DATA_HEADER_LEN..DATA_HEADER_LEN + len as usize).ok_or_else(short)?;
+            let dir = if buf[off + 28] == direction::SEND {
+                Dir::Send
+            } else {
+                Dir::Recv
+            };
+            let src = if buf[off + 29] == source::OPENSSL {
+                Source::OpenSsl
+            } else {
+                Source::Syscall
+            };
+            let payload = buf
+                .get(DATA_HEADER_LEN..DATA_HEADER_LEN + len as usize)
+                .ok_or_else(short)?;
             Record::Data {
                 pid: h.pid,
                 tid: h.tid,
@@ -124,24 +176,58 @@ pub fn parse(buf: &[u8]) -> Result<Record, RecordError> {
                     sk: e.sk,
                 }
             } else {
-                Record::Accept { pid: h.pid, tid: h.tid, fd: h.fd, ts_ns: h.ts_ns, remote: addr(&e.remote) }
+                Record::Accept {
+                    pid: h.pid,
+                    tid: h.tid,
+                    fd: h.fd,
+                    ts_ns: h.ts_ns,
+                    remote: addr(&e.remote),
+                }
             }
         }
         kind::CLOSE => {
             let e: CloseEvent = read(buf).ok_or_else(short)?;
-            Record::Close { pid: h.pid, fd: h.fd, ts_ns: h.ts_ns, bytes_sent: e.bytes_sent, bytes_recv: e.bytes_recv }
+            Record::Close {
+                pid: h.pid,
+                fd: h.fd,
+                ts_ns: h.ts_ns,
+                bytes_sent: e.bytes_sent,
+                bytes_recv: e.bytes_recv,
+            }
         }
         kind::EXEC | kind::EXIT => {
             let e: ProcEvent = read(buf).ok_or_else(short)?;
             if h.kind == kind::EXEC {
-                Record::Exec { pid: h.pid, ts_ns: h.ts_ns, comm: comm(&e.comm) }
+                let end = e
+                    .filename
+                    .iter()
+                    .position(|&b| b == 0)
+                    .unwrap_or(e.filename.len());
+                let filename = String::from_utf8_lossy(&e.filename[..end]).into_owned();
+                Record::Exec {
+                    pid: h.pid,
+                    ts_ns: h.ts_ns,
+                    comm: comm(&e.comm),
+                    uid: e.uid,
+                    filename,
+                }
             } else {
-                Record::Exit { pid: h.pid, ts_ns: h.ts_ns, comm: comm(&e.comm) }
+                Record::Exit {
+                    pid: h.pid,
+                    ts_ns: h.ts_ns,
+                    comm: comm(&e.comm),
+                }
             }
         }
         kind::ESTABLISHED => {
             let e: EstablishedEvent = read(buf).ok_or_else(short)?;
-            Record::Established { local: addr(&e.local), remote: addr(&e.remote), sk: e.sk, outgoing: e.old_state == 2, ts_ns: h.ts_ns }
+            Record::Established {
+                local: addr(&e.local),
+                remote: addr(&e.remote),
+                sk: e.sk,
+                outgoing: e.old_state == 2,
+                ts_ns: h.ts_ns,
+            }
         }
         k => return Err(RecordError::UnknownKind(k)),
     })
@@ -154,13 +240,22 @@ mod tests {
 
     fn bytes_of<T>(v: &T) -> Vec<u8> {
         // SAFETY: test-only view of a #[repr(C)] record.
-        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>()) }.to_vec()
+        unsafe {
+            std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>())
+        }
+        .to_vec()
     }
 
     #[test]
     fn data_record_round_trip() {
         let mut ev = Box::new(DataEvent {
-            header: Header { kind: kind::DATA, pid: 42, tid: 43, fd: 7, ts_ns: 99 },
+            header: Header {
+                kind: kind::DATA,
+                pid: 42,
+                tid: 43,
+                fd: 7,
+                ts_ns: 99,
+            },
             ssl: 0xdead,
             stream_pos: 1000,
             call_len: 5,
@@ -175,7 +270,17 @@ mod tests {
         let raw = bytes_of(&*ev);
         let rec = parse(&raw[..DATA_HEADER_LEN + 5]).unwrap();
         match rec {
-            Record::Data { pid, fd, pos, dir, source, bytes, unseen, ssl, .. } => {
+            Record::Data {
+                pid,
+                fd,
+                pos,
+                dir,
+                source,
+                bytes,
+                unseen,
+                ssl,
+                ..
+            } => {
                 assert_eq!((pid, fd, pos, ssl), (42, 7, 1000, 0xdead));
                 assert_eq!((dir, source), (Dir::Send, Source::OpenSsl));
                 assert_eq!(bytes, b"hello");
@@ -184,18 +289,36 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         // a record shorter than its declared payload is an error, not a panic
-        assert!(matches!(parse(&raw[..DATA_HEADER_LEN + 2]), Err(RecordError::Short { .. })));
+        assert!(matches!(
+            parse(&raw[..DATA_HEADER_LEN + 2]),
+            Err(RecordError::Short { .. })
+        ));
     }
 
     #[test]
     fn connect_record_with_mapped_v6() {
-        let mut remote = Addr { family: 10, port: 443, ..Default::default() };
+        let mut remote = Addr {
+            family: 10,
+            port: 443,
+            ..Default::default()
+        };
         remote.addr[10] = 0xff;
         remote.addr[11] = 0xff;
         remote.addr[12..].copy_from_slice(&[127, 0, 0, 1]);
         let ev = ConnEvent {
-            header: Header { kind: kind::CONNECT, pid: 1, tid: 1, fd: 3, ts_ns: 0 },
-            local: Addr { family: 2, port: 5555, _pad: 0, addr: [127, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0] },
+            header: Header {
+                kind: kind::CONNECT,
+                pid: 1,
+                tid: 1,
+                fd: 3,
+                ts_ns: 0,
+            },
+            local: Addr {
+                family: 2,
+                port: 5555,
+                _pad: 0,
+                addr: [127, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            },
             remote,
             ret: 0,
             sk: 0,

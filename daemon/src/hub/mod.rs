@@ -80,7 +80,10 @@ pub struct Entry {
 
 impl Entry {
     pub fn new(envelope: Envelope) -> Self {
-        Entry { envelope, json: OnceLock::new() }
+        Entry {
+            envelope,
+            json: OnceLock::new(),
+        }
     }
     pub fn topic(&self) -> &'static str {
         self.envelope.data.topic()
@@ -110,7 +113,12 @@ impl Frame {
     }
     /// `id: N\nevent: <topic>\ndata: <json>\n\n`
     pub fn to_sse(&self) -> String {
-        format!("id: {}\nevent: {}\ndata: {}\n\n", self.id, self.topic(), self.entry.json())
+        format!(
+            "id: {}\nevent: {}\ndata: {}\n\n",
+            self.id,
+            self.topic(),
+            self.entry.json()
+        )
     }
     /// The `qtap trace` line (no trailing newline).
     pub fn to_ndjson(&self) -> String {
@@ -137,7 +145,11 @@ impl Publisher {
             Stats::add(&st.capture_events, d.events);
             Stats::add(&st.capture_bytes, d.bytes);
         }
-        let clients = self.fanout.clients.read().unwrap_or_else(|p| p.into_inner());
+        let clients = self
+            .fanout
+            .clients
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
         if clients.list.is_empty() {
             return;
         }
@@ -263,7 +275,9 @@ impl Hub {
     }
 
     pub fn publisher(&self) -> Publisher {
-        Publisher { fanout: self.inner.fanout.clone() }
+        Publisher {
+            fanout: self.inner.fanout.clone(),
+        }
     }
 
     /// Adds a client. May block while the probes attach (call it off the async runtime).
@@ -271,8 +285,15 @@ impl Hub {
     /// an unknown topic or once the hub is shutting down; a failed attach is reported in
     /// the stream's `system.connected` (probe status `failed: …`) and by `attach_error`.
     pub fn subscribe(&self, topics: Option<Vec<String>>) -> Result<Subscription, String> {
-        if let Some(t) = topics.iter().flatten().find(|t| !TOPICS.contains(&t.as_str())) {
-            return Err(format!("unknown topic `{t}`; known topics: {}", TOPICS.join(", ")));
+        if let Some(t) = topics
+            .iter()
+            .flatten()
+            .find(|t| !TOPICS.contains(&t.as_str()))
+        {
+            return Err(format!(
+                "unknown topic `{t}`; known topics: {}",
+                TOPICS.join(", ")
+            ));
         }
         let inner = &self.inner;
         let (probes, attach_error, attached) = {
@@ -302,13 +323,26 @@ impl Hub {
                 }
             }
             inner.refresh_probes(&mut life);
-            (life.probes.clone(), life.attach_error.clone(), life.attached)
+            (
+                life.probes.clone(),
+                life.attach_error.clone(),
+                life.attached,
+            )
         };
         // From here on, `Subscription::drop` undoes the count above.
         let queue = Arc::new(ClientQueue::new(inner.cfg.client_queue, topics));
-        let sub = Subscription { inner: inner.clone(), queue: queue.clone(), next_id: 1, attach_error };
+        let sub = Subscription {
+            inner: inner.clone(),
+            queue: queue.clone(),
+            next_id: 1,
+            attach_error,
+        };
         {
-            let mut clients = inner.fanout.clients.write().unwrap_or_else(|p| p.into_inner());
+            let mut clients = inner
+                .fanout
+                .clients
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
             if clients.closed {
                 return Err("the daemon is stopping".into());
             }
@@ -323,7 +357,11 @@ impl Hub {
             probes,
             limits,
         });
-        let snapshot = if attached { inner.control.snapshot() } else { Vec::new() };
+        let snapshot = if attached {
+            inner.control.snapshot()
+        } else {
+            Vec::new()
+        };
         let first = std::iter::once(connected)
             .chain(snapshot)
             .map(|e| Arc::new(Entry::new(Envelope::new(e))))
@@ -342,11 +380,17 @@ impl Hub {
         }
         life.shut_down = true;
         life.detach_at = None;
-        let last = Arc::new(Entry::new(Envelope::new(Event::Disconnected(Disconnected {
-            reason: reason.to_string(),
-        }))));
+        let last = Arc::new(Entry::new(Envelope::new(Event::Disconnected(
+            Disconnected {
+                reason: reason.to_string(),
+            },
+        ))));
         let list = {
-            let mut clients = inner.fanout.clients.write().unwrap_or_else(|p| p.into_inner());
+            let mut clients = inner
+                .fanout
+                .clients
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
             clients.closed = true;
             std::mem::take(&mut clients.list)
         };
@@ -375,7 +419,12 @@ impl Hub {
         let (probes, attached, attach_error, clients) = {
             let mut life = inner.life();
             inner.refresh_probes(&mut life);
-            (life.probes.clone(), life.attached, life.attach_error.clone(), life.clients)
+            (
+                life.probes.clone(),
+                life.attached,
+                life.attach_error.clone(),
+                life.clients,
+            )
         };
         let st = &inner.fanout.stats;
         let drops_by_reason = DropCounts {
@@ -458,7 +507,11 @@ impl Drop for Subscription {
     fn drop(&mut self) {
         let inner = &self.inner;
         {
-            let mut clients = inner.fanout.clients.write().unwrap_or_else(|p| p.into_inner());
+            let mut clients = inner
+                .fanout
+                .clients
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
             clients.list.retain(|q| !Arc::ptr_eq(q, &self.queue));
         }
         let mut life = inner.life();
@@ -495,9 +548,15 @@ fn housekeeping(weak: Weak<Inner>) {
         }
         let wait = life
             .detach_at
-            .map_or(Duration::from_secs(1), |at| at.saturating_duration_since(now))
+            .map_or(Duration::from_secs(1), |at| {
+                at.saturating_duration_since(now)
+            })
             .min(Duration::from_secs(1));
-        let guard = inner.wake.wait_timeout(life, wait).map(|(g, _)| g).unwrap_or_else(|p| p.into_inner().0);
+        let guard = inner
+            .wake
+            .wait_timeout(life, wait)
+            .map(|(g, _)| g)
+            .unwrap_or_else(|p| p.into_inner().0);
         drop(guard);
     }
 }
@@ -511,7 +570,11 @@ fn uname() -> (String, String) {
         return ("unknown".into(), "unknown".into());
     }
     let field = |f: &[libc::c_char]| {
-        let bytes: Vec<u8> = f.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+        let bytes: Vec<u8> = f
+            .iter()
+            .take_while(|&&c| c != 0)
+            .map(|&c| c as u8)
+            .collect();
         String::from_utf8_lossy(&bytes).into_owned()
     };
     (field(&u.nodename), field(&u.release))

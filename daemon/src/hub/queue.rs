@@ -6,7 +6,7 @@
 //! front of the next entry that fits, or by the reader when it has drained the queue and
 //! nothing newer came.
 use super::Entry;
-use crate::events::{Dropped, Event, Envelope};
+use crate::events::{Dropped, Envelope, Event};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
@@ -49,7 +49,12 @@ pub(crate) struct ClientQueue {
 
 impl ClientQueue {
     pub(crate) fn new(cap: usize, topics: Option<Vec<String>>) -> Self {
-        ClientQueue { cap: cap.max(1), topics, state: Mutex::default(), notify: Notify::new() }
+        ClientQueue {
+            cap: cap.max(1),
+            topics,
+            state: Mutex::default(),
+            notify: Notify::new(),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -61,7 +66,10 @@ impl ClientQueue {
     /// itself, so a topic filter never hides them.
     pub(crate) fn wants(&self, topic: &str) -> bool {
         topic.starts_with("system.")
-            || self.topics.as_ref().is_none_or(|t| t.iter().any(|x| x == topic))
+            || self
+                .topics
+                .as_ref()
+                .is_none_or(|t| t.iter().any(|x| x == topic))
     }
 
     /// Never waits: either queues the entry or counts it.
@@ -164,7 +172,12 @@ mod tests {
     use crate::events::{Disconnected, ProcessStopped};
 
     fn ev(pid: u32) -> Arc<Entry> {
-        Arc::new(Entry::new(Envelope::new(Event::ProcessStopped(ProcessStopped { pid, exit_code: None }))))
+        Arc::new(Entry::new(Envelope::new(Event::ProcessStopped(
+            ProcessStopped {
+                pid,
+                exit_code: None,
+            },
+        ))))
     }
 
     fn drain(q: &ClientQueue) -> Vec<Arc<Entry>> {
@@ -239,7 +252,9 @@ mod tests {
         q.offer(&ev(10));
         q.offer(&ev(11)); // dropped
         q.push_front_all(vec![ev(1), ev(2)]);
-        let bye = Arc::new(Entry::new(Envelope::new(Event::Disconnected(Disconnected { reason: "x".into() }))));
+        let bye = Arc::new(Entry::new(Envelope::new(Event::Disconnected(
+            Disconnected { reason: "x".into() },
+        ))));
         q.close_with(bye);
         assert_eq!(q.offer(&ev(12)), Offer::Closed);
         let topics: Vec<_> = drain(&q).iter().map(|e| (e.topic(), pid(e))).collect();
@@ -264,7 +279,9 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(20));
             q2.offer(&ev(7));
         });
-        let e = tokio::time::timeout(std::time::Duration::from_secs(5), q.pop()).await.unwrap();
+        let e = tokio::time::timeout(std::time::Duration::from_secs(5), q.pop())
+            .await
+            .unwrap();
         assert_eq!(e.and_then(|e| pid(&e)), Some(7));
         t.join().unwrap();
     }

@@ -34,7 +34,10 @@ impl Stats {
         let total = Self::get(&self.published);
         let mut s = self.samples.lock().unwrap_or_else(|p| p.into_inner());
         s.push_back((now, total));
-        while s.len() > 2 && s.front().is_some_and(|(t, _)| now.duration_since(*t) > RATE_WINDOW) {
+        while s.len() > 2
+            && s.front()
+                .is_some_and(|(t, _)| now.duration_since(*t) > RATE_WINDOW)
+        {
             s.pop_front();
         }
     }
@@ -46,7 +49,11 @@ impl Stats {
         match s.front() {
             Some(&(t, n)) => {
                 let secs = now.duration_since(t).as_secs_f64();
-                if secs < 0.5 { 0.0 } else { total.saturating_sub(n) as f64 / secs }
+                if secs < 0.5 {
+                    0.0
+                } else {
+                    total.saturating_sub(n) as f64 / secs
+                }
             }
             None => 0.0,
         }

@@ -21,7 +21,11 @@ impl ProbeControl for Double {
             return Err(e);
         }
         *self.sink.lock().unwrap() = Some(sink);
-        Ok(vec![ProbeStatus { library: "syscalls".into(), path: "tracepoints".into(), status: "attached".into() }])
+        Ok(vec![ProbeStatus {
+            library: "syscalls".into(),
+            path: "tracepoints".into(),
+            status: "attached".into(),
+        }])
     }
     fn detach(&self) {
         self.detaches.fetch_add(1, SeqCst);
@@ -37,7 +41,12 @@ impl ProbeControl for Double {
 
 impl Double {
     fn publish(&self, e: Event) {
-        self.sink.lock().unwrap().as_ref().expect("not attached").publish(e);
+        self.sink
+            .lock()
+            .unwrap()
+            .as_ref()
+            .expect("not attached")
+            .publish(e);
     }
     fn counts(&self) -> (usize, usize) {
         (self.attaches.load(SeqCst), self.detaches.load(SeqCst))
@@ -45,7 +54,10 @@ impl Double {
 }
 
 fn stopped(pid: u32) -> Event {
-    Event::ProcessStopped(ProcessStopped { pid, exit_code: Some(0) })
+    Event::ProcessStopped(ProcessStopped {
+        pid,
+        exit_code: Some(0),
+    })
 }
 
 fn hub(grace_ms: u64, queue: usize) -> (Arc<Double>, Hub) {
@@ -54,7 +66,11 @@ fn hub(grace_ms: u64, queue: usize) -> (Arc<Double>, Hub) {
 
 fn hub_with(d: Double, grace_ms: u64, queue: usize) -> (Arc<Double>, Hub) {
     let d = Arc::new(d);
-    let cfg = HubConfig { grace: Duration::from_millis(grace_ms), client_queue: queue, ..HubConfig::default() };
+    let cfg = HubConfig {
+        grace: Duration::from_millis(grace_ms),
+        client_queue: queue,
+        ..HubConfig::default()
+    };
     (d.clone(), Hub::new(d, cfg))
 }
 
@@ -66,7 +82,10 @@ fn drain(s: &mut Subscription) -> Vec<Frame> {
 fn eventually(what: &str, f: impl Fn() -> bool) {
     let t = Instant::now();
     while !f() {
-        assert!(t.elapsed() < Duration::from_secs(5), "timed out waiting for: {what}");
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "timed out waiting for: {what}"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -82,12 +101,22 @@ fn stream_starts_with_connected_then_snapshot_then_live_with_ids_by_one() {
         uid: 0,
         container: None,
     });
-    let (d, hub) = hub_with(Double { snapshot: vec![started], ..Double::default() }, 1000, 16);
+    let (d, hub) = hub_with(
+        Double {
+            snapshot: vec![started],
+            ..Double::default()
+        },
+        1000,
+        16,
+    );
     let mut s = hub.subscribe(None).unwrap();
     d.publish(stopped(1));
     let frames = drain(&mut s);
     let topics: Vec<_> = frames.iter().map(Frame::topic).collect();
-    assert_eq!(topics, ["system.connected", "process.started", "process.stopped"]);
+    assert_eq!(
+        topics,
+        ["system.connected", "process.started", "process.stopped"]
+    );
     assert_eq!(frames.iter().map(|f| f.id).collect::<Vec<_>>(), [1, 2, 3]);
     match frames[0].event() {
         Event::Connected(c) => {
@@ -99,8 +128,14 @@ fn stream_starts_with_connected_then_snapshot_then_live_with_ids_by_one() {
         e => panic!("first frame is {e:?}"),
     }
     let sse = frames[2].to_sse();
-    assert!(sse.starts_with("id: 3\nevent: process.stopped\ndata: {\"ts\":\""), "{sse}");
-    assert!(sse.ends_with("}\n\n") && sse.matches('\n').count() == 4, "{sse}");
+    assert!(
+        sse.starts_with("id: 3\nevent: process.stopped\ndata: {\"ts\":\""),
+        "{sse}"
+    );
+    assert!(
+        sse.ends_with("}\n\n") && sse.matches('\n').count() == 4,
+        "{sse}"
+    );
 }
 
 #[test]
@@ -132,7 +167,9 @@ fn resubscribe_within_grace_cancels_detach() {
     std::thread::sleep(Duration::from_millis(800));
     assert_eq!(d.counts(), (1, 0));
     drop(s);
-    eventually("detach after the second client left", || d.counts() == (1, 1));
+    eventually("detach after the second client left", || {
+        d.counts() == (1, 1)
+    });
 }
 
 #[test]
@@ -149,7 +186,16 @@ fn stalled_client_misses_frames_fast_one_gets_all() {
     assert_eq!(fast_got, 11);
     let frames = drain(&mut slow);
     let topics: Vec<_> = frames.iter().map(Frame::topic).collect();
-    assert_eq!(topics, ["system.connected", "process.stopped", "process.stopped", "process.stopped", "system.dropped"]);
+    assert_eq!(
+        topics,
+        [
+            "system.connected",
+            "process.stopped",
+            "process.stopped",
+            "process.stopped",
+            "system.dropped"
+        ]
+    );
     match frames[4].event() {
         Event::Dropped(x) => assert_eq!((x.events, x.reason.as_str()), (7, "slow-client")),
         e => panic!("{e:?}"),
@@ -160,15 +206,24 @@ fn stalled_client_misses_frames_fast_one_gets_all() {
     let next = slow.try_next().unwrap();
     assert_eq!((next.id, next.topic()), (6, "process.stopped"));
     let st = hub.status();
-    assert_eq!((st.events, st.drops, st.drops_by_reason.slow_client_events), (11, 7, 7));
+    assert_eq!(
+        (st.events, st.drops, st.drops_by_reason.slow_client_events),
+        (11, 7, 7)
+    );
 }
 
 #[test]
 fn capture_drops_reach_every_client_whatever_the_filter() {
     let (d, hub) = hub(1000, 16);
-    let mut s = hub.subscribe(Some(vec!["request.http_transaction".into()])).unwrap();
+    let mut s = hub
+        .subscribe(Some(vec!["request.http_transaction".into()]))
+        .unwrap();
     d.publish(stopped(1)); // filtered out
-    d.publish(Event::Dropped(Dropped { events: 3, bytes: 300, reason: "ringbuf-full".into() }));
+    d.publish(Event::Dropped(Dropped {
+        events: 3,
+        bytes: 300,
+        reason: "ringbuf-full".into(),
+    }));
     let topics: Vec<_> = drain(&mut s).iter().map(Frame::topic).collect();
     assert_eq!(topics, ["system.connected", "system.dropped"]);
     let st = hub.status();
@@ -178,14 +233,24 @@ fn capture_drops_reach_every_client_whatever_the_filter() {
 #[test]
 fn unknown_topic_is_refused() {
     let (d, hub) = hub(1000, 16);
-    let e = hub.subscribe(Some(vec!["request.http".into()])).err().unwrap();
+    let e = hub
+        .subscribe(Some(vec!["request.http".into()]))
+        .err()
+        .unwrap();
     assert!(e.contains("unknown topic `request.http`"), "{e}");
     assert_eq!((d.counts(), hub.clients()), ((0, 0), 0));
 }
 
 #[test]
 fn failed_attach_is_reported_and_retried() {
-    let (d, hub) = hub_with(Double { fail: Mutex::new(Some("no CAP_BPF".into())), ..Double::default() }, 50, 16);
+    let (d, hub) = hub_with(
+        Double {
+            fail: Mutex::new(Some("no CAP_BPF".into())),
+            ..Double::default()
+        },
+        50,
+        16,
+    );
     let mut s = hub.subscribe(None).unwrap();
     assert_eq!(s.attach_error(), Some("no CAP_BPF"));
     match s.try_next().unwrap().event() {
@@ -206,7 +271,9 @@ async fn shutdown_says_goodbye_ends_streams_and_detaches() {
     let (d, hub) = hub(60_000, 16);
     let mut s = hub.subscribe(None).unwrap();
     let h = hub.clone();
-    tokio::task::spawn_blocking(move || h.shutdown("daemon stopping")).await.unwrap();
+    tokio::task::spawn_blocking(move || h.shutdown("daemon stopping"))
+        .await
+        .unwrap();
     assert_eq!(d.counts(), (1, 1));
     let first = s.next().await.unwrap();
     assert_eq!(first.topic(), "system.connected");
@@ -228,9 +295,21 @@ fn status_line_reads_well() {
     let _s = hub.subscribe(None).unwrap();
     let st = hub.status();
     assert_eq!(st.clients, 1);
-    assert_eq!(st.line(), "1 client, probes attached, 0 events/s, 0 dropped");
+    assert_eq!(
+        st.line(),
+        "1 client, probes attached, 0 events/s, 0 dropped"
+    );
     let v = serde_json::to_value(&st).unwrap();
-    for k in ["version", "probes", "attached", "clients", "events", "events_per_second", "drops", "uptime_s"] {
+    for k in [
+        "version",
+        "probes",
+        "attached",
+        "clients",
+        "events",
+        "events_per_second",
+        "drops",
+        "uptime_s",
+    ] {
         assert!(v.get(k).is_some(), "health lacks {k}: {v}");
     }
 }
@@ -264,8 +343,16 @@ fn probe_list_follows_the_engine_while_attached() {
     let _a = hub.subscribe(None).unwrap();
     assert_eq!(hub.status().probes.len(), 1);
     let more = vec![
-        ProbeStatus { library: "syscalls".into(), path: "tracepoints".into(), status: "attached".into() },
-        ProbeStatus { library: "openssl".into(), path: "/usr/lib/libssl.so.3".into(), status: "attached".into() },
+        ProbeStatus {
+            library: "syscalls".into(),
+            path: "tracepoints".into(),
+            status: "attached".into(),
+        },
+        ProbeStatus {
+            library: "openssl".into(),
+            path: "/usr/lib/libssl.so.3".into(),
+            status: "attached".into(),
+        },
     ];
     *d.later_probes.lock().unwrap() = Some(more.clone());
     assert_eq!(hub.status().probes, more);

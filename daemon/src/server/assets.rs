@@ -20,19 +20,41 @@ pub struct Asset {
 
 /// The file under `ui/` for a path below `/devtools/` (`""` is `index.html`).
 pub fn get(rel: &str) -> Option<Asset> {
-    let rel = if rel.is_empty() || rel.ends_with('/') { format!("{rel}index.html") } else { rel.to_string() };
+    let rel = if rel.is_empty() || rel.ends_with('/') {
+        format!("{rel}index.html")
+    } else {
+        rel.to_string()
+    };
     // rust-embed refuses to leave its folder; refuse odd paths before asking anyway
-    if rel.starts_with('/') || rel.contains('\\') || rel.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+    if rel.starts_with('/')
+        || rel.contains('\\')
+        || rel
+            .split('/')
+            .any(|s| s.is_empty() || s == "." || s == "..")
+    {
         return None;
     }
     let file = Ui::get(&rel)?;
     let hash = file.metadata.sha256_hash();
-    let etag = format!("\"{}\"", hash[..16].iter().map(|b| format!("{b:02x}")).collect::<String>());
-    Some(Asset { body: file.data, content_type: content_type(&rel), etag })
+    let etag = format!(
+        "\"{}\"",
+        hash[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    Some(Asset {
+        body: file.data,
+        content_type: content_type(&rel),
+        etag,
+    })
 }
 
 pub fn content_type(path: &str) -> &'static str {
-    let ext = path.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    let ext = path
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
     match ext.as_str() {
         "html" | "htm" => "text/html; charset=utf-8",
         "js" | "mjs" => "text/javascript; charset=utf-8",
@@ -61,14 +83,24 @@ mod tests {
     fn index_is_served_for_the_folder() {
         let a = get("").expect("ui/index.html is embedded");
         assert_eq!(a.content_type, "text/html; charset=utf-8");
-        assert!(String::from_utf8_lossy(&a.body).contains("qtap DevTools"));
+        assert!(String::from_utf8_lossy(&a.body).contains("<title>qtap devtools"));
         assert_eq!(a.etag.len(), 34);
         assert_eq!(get("index.html").unwrap().etag, a.etag);
     }
 
     #[test]
     fn traversal_and_excluded_files_are_not_served() {
-        for p in ["../Cargo.toml", "..%2fCargo.toml", "/etc/passwd", "a//b", "./index.html", "tests/unit/x.js", "package.json", "README.md", "nope.js"] {
+        for p in [
+            "../Cargo.toml",
+            "..%2fCargo.toml",
+            "/etc/passwd",
+            "a//b",
+            "./index.html",
+            "tests/unit/x.js",
+            "package.json",
+            "README.md",
+            "nope.js",
+        ] {
             assert!(get(p).is_none(), "{p}");
         }
     }

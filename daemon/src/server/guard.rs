@@ -36,13 +36,18 @@ impl HostPolicy {
             (true, ip) if ip.is_unspecified() => Remote::AnyIp,
             (true, ip) => Remote::Ip(ip),
         };
-        HostPolicy { remote, port: listen.port() }
+        HostPolicy {
+            remote,
+            port: listen.port(),
+        }
     }
 
     /// `localhost`, `127.0.0.1`, `[::1]` (any loopback literal), with or without a port —
     /// any port, since `ssh -L 8080:localhost:10001` makes the browser send `localhost:8080`.
     pub fn allows(&self, host: &str) -> bool {
-        let Some((name, _port)) = split_host(host) else { return false };
+        let Some((name, _port)) = split_host(host) else {
+            return false;
+        };
         let name = name.trim_end_matches('.').to_ascii_lowercase();
         if name == "localhost" {
             return true;
@@ -93,7 +98,11 @@ pub struct Refusal(pub String);
 
 /// The checks run before routing. `authority` is the request target's authority when the
 /// client sent an absolute URI (it then takes precedence over `Host`).
-pub fn check(headers: &HeaderMap, authority: Option<&str>, policy: &HostPolicy) -> Result<(), Refusal> {
+pub fn check(
+    headers: &HeaderMap,
+    authority: Option<&str>,
+    policy: &HostPolicy,
+) -> Result<(), Refusal> {
     let port = policy.port;
     let how = format!(
         "Open http://localhost:{port}/devtools/ in a browser on this machine. From another machine, \
@@ -102,7 +111,10 @@ pub fn check(headers: &HeaderMap, authority: Option<&str>, policy: &HostPolicy) 
          (To accept another address, start qtap with --listen ADDR --allow-remote; the stream \
          is then readable by anyone who can reach that address.)\n"
     );
-    let host = match (authority, headers.get(header::HOST).map(HeaderValue::to_str)) {
+    let host = match (
+        authority,
+        headers.get(header::HOST).map(HeaderValue::to_str),
+    ) {
         (Some(a), _) => a,
         (None, Some(Ok(h))) => h,
         (None, _) => {
@@ -135,8 +147,15 @@ pub fn check(headers: &HeaderMap, authority: Option<&str>, policy: &HostPolicy) 
     }
     // No-CORS requests (<script src>, <img>) carry no Origin; Fetch Metadata still tells us
     // that another site made them. Navigations (a link in a runbook) stay allowed.
-    let fetch = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if matches!(fetch("sec-fetch-site"), "cross-site" | "same-site") && fetch("sec-fetch-mode") != "navigate" {
+    let fetch = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
+    if matches!(fetch("sec-fetch-site"), "cross-site" | "same-site")
+        && fetch("sec-fetch-mode") != "navigate"
+    {
         return Err(Refusal(format!(
             "403 Forbidden: request made by another site's page (Sec-Fetch-Site: {}) refused.\n\n\
              qtap DevTools serves its data only to its own page.\n\n{how}",
@@ -149,9 +168,13 @@ pub fn check(headers: &HeaderMap, authority: Option<&str>, policy: &HostPolicy) 
 /// `Origin: http://localhost:10001` for `Host: localhost:10001` (http or https: a TLS
 /// proxy in front is fine).
 fn same_origin(origin: &str, host: &str) -> bool {
-    let Some((scheme, authority)) = origin.split_once("://") else { return false };
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return false;
+    };
     matches!(scheme.to_ascii_lowercase().as_str(), "http" | "https")
-        && authority.trim_end_matches('/').eq_ignore_ascii_case(host.trim())
+        && authority
+            .trim_end_matches('/')
+            .eq_ignore_ascii_case(host.trim())
 }
 
 /// Headers on every response: no MIME sniffing, no referrer, strict CSP, no framing, no
@@ -188,10 +211,33 @@ mod tests {
     #[test]
     fn loopback_names_with_or_without_port() {
         let p = local();
-        for ok in ["localhost", "localhost:10001", "LOCALHOST:8080", "localhost.", "127.0.0.1", "127.0.0.1:10001", "[::1]", "[::1]:10001", "[0:0:0:0:0:0:0:1]:1"] {
+        for ok in [
+            "localhost",
+            "localhost:10001",
+            "LOCALHOST:8080",
+            "localhost.",
+            "127.0.0.1",
+            "127.0.0.1:10001",
+            "[::1]",
+            "[::1]:10001",
+            "[0:0:0:0:0:0:0:1]:1",
+        ] {
             assert!(p.allows(ok), "{ok}");
         }
-        for bad in ["evil.example", "evil.example:10001", "localhost.evil.example", "127.0.0.1.nip.io", "10.0.0.1:10001", "[::1", "[::1]x", "localhost:abc", "", "::1", "user@localhost", "0.0.0.0:10001"] {
+        for bad in [
+            "evil.example",
+            "evil.example:10001",
+            "localhost.evil.example",
+            "127.0.0.1.nip.io",
+            "10.0.0.1:10001",
+            "[::1",
+            "[::1]x",
+            "localhost:abc",
+            "",
+            "::1",
+            "user@localhost",
+            "0.0.0.0:10001",
+        ] {
             assert!(!p.allows(bad), "{bad}");
         }
     }
@@ -203,20 +249,42 @@ mod tests {
         assert!(!p.allows("10.1.2.4:10001") && !p.allows("myhost.example"));
         let any = HostPolicy::new(true, "[::]:10001".parse().unwrap());
         assert!(any.allows("192.168.1.5:10001") && any.allows("[fe80::1]:10001"));
-        assert!(!any.allows("attacker.example:10001"), "names are never accepted remotely");
+        assert!(
+            !any.allows("attacker.example:10001"),
+            "names are never accepted remotely"
+        );
         // without the flag the listen address is not enough
         assert!(!HostPolicy::new(false, "10.1.2.3:10001".parse().unwrap()).allows("10.1.2.3"));
     }
 
     #[test]
     fn host_refusal_explains_dns_rebinding_and_ssh() {
-        let Refusal(body) = check(&headers(&[("host", "evil.example:10001")]), None, &local()).unwrap_err();
+        let Refusal(body) =
+            check(&headers(&[("host", "evil.example:10001")]), None, &local()).unwrap_err();
         assert!(body.starts_with("403 Forbidden"), "{body}");
-        assert!(body.contains("`evil.example:10001`") && body.contains("DNS rebinding"), "{body}");
-        assert!(body.contains("ssh -L 10001:localhost:10001") && body.contains("http://localhost:10001/devtools/"));
-        assert!(check(&headers(&[]), None, &local()).unwrap_err().0.contains("no usable Host"));
+        assert!(
+            body.contains("`evil.example:10001`") && body.contains("DNS rebinding"),
+            "{body}"
+        );
+        assert!(
+            body.contains("ssh -L 10001:localhost:10001")
+                && body.contains("http://localhost:10001/devtools/")
+        );
+        assert!(
+            check(&headers(&[]), None, &local())
+                .unwrap_err()
+                .0
+                .contains("no usable Host")
+        );
         // the absolute-form authority wins over Host
-        assert!(check(&headers(&[("host", "localhost")]), Some("evil.example"), &local()).is_err());
+        assert!(
+            check(
+                &headers(&[("host", "localhost")]),
+                Some("evil.example"),
+                &local()
+            )
+            .is_err()
+        );
     }
 
     #[test]
@@ -224,21 +292,58 @@ mod tests {
         let p = local();
         let ok = |pairs: &[(&'static str, &str)]| check(&headers(pairs), None, &p).is_ok();
         assert!(ok(&[("host", "localhost:10001")]));
-        assert!(ok(&[("host", "localhost:10001"), ("origin", "http://localhost:10001")]));
-        assert!(ok(&[("host", "localhost:8080"), ("origin", "http://localhost:8080")]), "ssh -L to another port");
-        assert!(!ok(&[("host", "localhost:10001"), ("origin", "http://localhost:3000")]));
-        assert!(!ok(&[("host", "localhost:10001"), ("origin", "https://evil.example")]));
+        assert!(ok(&[
+            ("host", "localhost:10001"),
+            ("origin", "http://localhost:10001")
+        ]));
+        assert!(
+            ok(&[
+                ("host", "localhost:8080"),
+                ("origin", "http://localhost:8080")
+            ]),
+            "ssh -L to another port"
+        );
+        assert!(!ok(&[
+            ("host", "localhost:10001"),
+            ("origin", "http://localhost:3000")
+        ]));
+        assert!(!ok(&[
+            ("host", "localhost:10001"),
+            ("origin", "https://evil.example")
+        ]));
         assert!(!ok(&[("host", "localhost:10001"), ("origin", "null")]));
-        assert!(!ok(&[("host", "localhost:10001"), ("origin", "http://127.0.0.1:10001")]), "another origin, same machine");
-        let Refusal(body) =
-            check(&headers(&[("host", "localhost:10001"), ("origin", "https://evil.example")]), None, &p).unwrap_err();
-        assert!(body.contains("cross-origin request from `https://evil.example`"), "{body}");
+        assert!(
+            !ok(&[
+                ("host", "localhost:10001"),
+                ("origin", "http://127.0.0.1:10001")
+            ]),
+            "another origin, same machine"
+        );
+        let Refusal(body) = check(
+            &headers(&[
+                ("host", "localhost:10001"),
+                ("origin", "https://evil.example"),
+            ]),
+            None,
+            &p,
+        )
+        .unwrap_err();
+        assert!(
+            body.contains("cross-origin request from `https://evil.example`"),
+            "{body}"
+        );
     }
 
     #[test]
     fn fetch_metadata_refuses_embedding_but_not_navigation() {
         let p = local();
-        let h = |site: &str, mode: &str| headers(&[("host", "localhost:10001"), ("sec-fetch-site", site), ("sec-fetch-mode", mode)]);
+        let h = |site: &str, mode: &str| {
+            headers(&[
+                ("host", "localhost:10001"),
+                ("sec-fetch-site", site),
+                ("sec-fetch-mode", mode),
+            ])
+        };
         assert!(check(&h("cross-site", "no-cors"), None, &p).is_err());
         assert!(check(&h("same-site", "cors"), None, &p).is_err());
         assert!(check(&h("cross-site", "navigate"), None, &p).is_ok());
@@ -253,7 +358,12 @@ mod tests {
         assert_eq!(h["x-content-type-options"], "nosniff");
         assert_eq!(h["referrer-policy"], "no-referrer");
         assert_eq!(h["x-frame-options"], "DENY");
-        assert!(!h["content-security-policy"].to_str().unwrap().contains("unsafe"));
+        assert!(
+            !h["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("unsafe")
+        );
         assert!(h.get("access-control-allow-origin").is_none());
     }
 }

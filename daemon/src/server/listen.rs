@@ -14,8 +14,13 @@ pub enum ListenError {
     NotLoopback { addr: String },
     #[error("invalid --listen address `{addr}`: {why} — use e.g. 127.0.0.1:10001 or [::1]:10001")]
     BadAddress { addr: String, why: String },
-    #[error("cannot listen on {addr}: {source} — is another qtap (or another program) using it? Pick another with --listen")]
-    Bind { addr: String, source: std::io::Error },
+    #[error(
+        "cannot listen on {addr}: {source} — is another qtap (or another program) using it? Pick another with --listen"
+    )]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error(
         "the socket passed by systemd (LISTEN_FDS) is not a TCP listening socket: {source} — \
          qtap-devtools.socket must use ListenStream=ADDRESS:PORT"
@@ -42,21 +47,36 @@ pub fn acquire(listen: &str, allow_remote: bool) -> Result<Listener, ListenError
     if fds.len() > 0 {
         let socket = match fds.take_tcp_listener(0) {
             Ok(Some(s)) => s,
-            Ok(None) => return Err(ListenError::Inherited { source: std::io::Error::other("no descriptor") }),
+            Ok(None) => {
+                return Err(ListenError::Inherited {
+                    source: std::io::Error::other("no descriptor"),
+                });
+            }
             Err(source) => return Err(ListenError::Inherited { source }),
         };
-        let local_addr = socket.local_addr().map_err(|source| ListenError::Inherited { source })?;
+        let local_addr = socket
+            .local_addr()
+            .map_err(|source| ListenError::Inherited { source })?;
         if !local_addr.ip().is_loopback() {
             if !allow_remote {
                 return Err(ListenError::InheritedNotLoopback { addr: local_addr });
             }
-            tracing::warn!("serving on non-loopback {local_addr} (--allow-remote): anyone who can reach it can read the captured traffic");
+            tracing::warn!(
+                "serving on non-loopback {local_addr} (--allow-remote): anyone who can reach it can read the captured traffic"
+            );
         }
         if fds.len() > 1 {
-            tracing::warn!("systemd passed {} sockets; using the first ({local_addr})", fds.len());
+            tracing::warn!(
+                "systemd passed {} sockets; using the first ({local_addr})",
+                fds.len()
+            );
         }
         tracing::info!("using the socket passed by systemd ({local_addr}); --listen is ignored");
-        return Ok(Listener { socket, local_addr, socket_activated: true });
+        return Ok(Listener {
+            socket,
+            local_addr,
+            socket_activated: true,
+        });
     }
     let addrs = check_listen(listen, allow_remote)?;
     let mut last = None;
@@ -64,7 +84,11 @@ pub fn acquire(listen: &str, allow_remote: bool) -> Result<Listener, ListenError
         match TcpListener::bind(addr) {
             Ok(socket) => {
                 let local_addr = socket.local_addr().unwrap_or(*addr);
-                return Ok(Listener { socket, local_addr, socket_activated: false });
+                return Ok(Listener {
+                    socket,
+                    local_addr,
+                    socket_activated: false,
+                });
             }
             Err(e) => last = Some(e),
         }
@@ -78,20 +102,30 @@ pub fn acquire(listen: &str, allow_remote: bool) -> Result<Listener, ListenError
 /// Resolves `--listen` and applies the loopback rule (warning when `--allow-remote` lets a
 /// non-loopback address through).
 pub fn check_listen(listen: &str, allow_remote: bool) -> Result<Vec<SocketAddr>, ListenError> {
-    let bad = |why: String| ListenError::BadAddress { addr: listen.to_string(), why };
+    let bad = |why: String| ListenError::BadAddress {
+        addr: listen.to_string(),
+        why,
+    };
     let addrs: Vec<SocketAddr> = match listen.parse::<SocketAddr>() {
         Ok(a) => vec![a],
         // names (`localhost:10001`) resolve through the system resolver
-        Err(_) => listen.to_socket_addrs().map_err(|e| bad(e.to_string()))?.collect(),
+        Err(_) => listen
+            .to_socket_addrs()
+            .map_err(|e| bad(e.to_string()))?
+            .collect(),
     };
     if addrs.is_empty() {
         return Err(bad("it resolves to no address".into()));
     }
     if let Some(a) = addrs.iter().find(|a| !a.ip().is_loopback()) {
         if !allow_remote {
-            return Err(ListenError::NotLoopback { addr: a.to_string() });
+            return Err(ListenError::NotLoopback {
+                addr: a.to_string(),
+            });
         }
-        tracing::warn!("listening on non-loopback {a} (--allow-remote): anyone who can reach it can read the captured traffic");
+        tracing::warn!(
+            "listening on non-loopback {a} (--allow-remote): anyone who can reach it can read the captured traffic"
+        );
     }
     Ok(addrs)
 }
@@ -102,15 +136,28 @@ mod tests {
 
     #[test]
     fn loopback_is_accepted() {
-        assert_eq!(check_listen("127.0.0.1:10001", false).unwrap(), vec!["127.0.0.1:10001".parse().unwrap()]);
+        assert_eq!(
+            check_listen("127.0.0.1:10001", false).unwrap(),
+            vec!["127.0.0.1:10001".parse().unwrap()]
+        );
         assert!(check_listen("[::1]:10001", false).is_ok());
-        assert!(check_listen("localhost:10001", false).unwrap().iter().all(|a| a.ip().is_loopback()));
+        assert!(
+            check_listen("localhost:10001", false)
+                .unwrap()
+                .iter()
+                .all(|a| a.ip().is_loopback())
+        );
     }
 
     #[test]
     fn remote_needs_the_flag() {
-        let e = check_listen("0.0.0.0:10001", false).unwrap_err().to_string();
-        assert!(e.contains("not a loopback address") && e.contains("--allow-remote"), "{e}");
+        let e = check_listen("0.0.0.0:10001", false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("not a loopback address") && e.contains("--allow-remote"),
+            "{e}"
+        );
         assert!(check_listen("0.0.0.0:10001", true).is_ok());
         assert!(check_listen("[::]:10001", false).is_err());
     }

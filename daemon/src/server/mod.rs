@@ -37,7 +37,12 @@ pub struct ServerConfig {
 
 impl ServerConfig {
     pub fn new(local_addr: SocketAddr, allow_remote: bool) -> Self {
-        ServerConfig { local_addr, allow_remote, keep_alive: DEFAULT_KEEP_ALIVE, shutdown_timeout: Duration::from_secs(3) }
+        ServerConfig {
+            local_addr,
+            allow_remote,
+            keep_alive: DEFAULT_KEEP_ALIVE,
+            shutdown_timeout: Duration::from_secs(3),
+        }
     }
 }
 
@@ -49,16 +54,22 @@ pub struct Activity {
 
 impl Default for Activity {
     fn default() -> Self {
-        Activity { origin: Instant::now(), last_ms: AtomicU64::new(0) }
+        Activity {
+            origin: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
     }
 }
 
 impl Activity {
     pub fn touch(&self) {
-        self.last_ms.store(self.origin.elapsed().as_millis() as u64, Relaxed);
+        self.last_ms
+            .store(self.origin.elapsed().as_millis() as u64, Relaxed);
     }
     pub fn idle_for(&self) -> Duration {
-        self.origin.elapsed().saturating_sub(Duration::from_millis(self.last_ms.load(Relaxed)))
+        self.origin
+            .elapsed()
+            .saturating_sub(Duration::from_millis(self.last_ms.load(Relaxed)))
     }
 }
 
@@ -80,7 +91,9 @@ pub async fn serve(
     });
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.keep_alive(true).timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
+    http.keep_alive(true)
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30));
     let mut shutdown = std::pin::pin!(shutdown);
     let reason = loop {
         tokio::select! {
@@ -153,11 +166,18 @@ pub async fn run(listener: listen::Listener, hub: Hub, opts: RunOptions) -> std:
             reason.to_string()
         }
     };
-    let cfg = ServerConfig { keep_alive: opts.keep_alive, ..ServerConfig::new(local_addr, opts.allow_remote) };
+    let cfg = ServerConfig {
+        keep_alive: opts.keep_alive,
+        ..ServerConfig::new(local_addr, opts.allow_remote)
+    };
     tracing::info!(
         "qtap DevTools serving on http://{local_addr}/devtools/ (open http://localhost:{}/devtools/){}",
         local_addr.port(),
-        if listener.socket_activated { ", socket-activated" } else { "" }
+        if listener.socket_activated {
+            ", socket-activated"
+        } else {
+            ""
+        }
     );
     let ready = hub.status().line();
     systemd::ready(&ready);

@@ -26,7 +26,10 @@ pub(crate) struct Ctx {
     pub activity: Arc<Activity>,
 }
 
-pub(crate) async fn handle<B>(req: Request<B>, ctx: Arc<Ctx>) -> Result<Response<Body>, Infallible> {
+pub(crate) async fn handle<B>(
+    req: Request<B>,
+    ctx: Arc<Ctx>,
+) -> Result<Response<Body>, Infallible> {
     ctx.activity.touch();
     let mut resp = route(&req, &ctx).await;
     guard::secure_headers(resp.headers_mut());
@@ -36,7 +39,11 @@ pub(crate) async fn handle<B>(req: Request<B>, ctx: Arc<Ctx>) -> Result<Response
 async fn route<B>(req: &Request<B>, ctx: &Ctx) -> Response<Body> {
     let authority = req.uri().authority().map(|a| a.as_str());
     if let Err(Refusal(why)) = guard::check(req.headers(), authority, &ctx.policy) {
-        tracing::info!(path = req.uri().path(), "refused a request: {}", why.lines().next().unwrap_or(""));
+        tracing::info!(
+            path = req.uri().path(),
+            "refused a request: {}",
+            why.lines().next().unwrap_or("")
+        );
         return text(StatusCode::FORBIDDEN, why);
     }
     let read = req.method() == Method::GET || req.method() == Method::HEAD;
@@ -63,53 +70,77 @@ fn full(b: impl Into<Bytes>) -> Body {
 fn text(status: StatusCode, body: String) -> Response<Body> {
     let mut r = Response::new(full(body));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
 
 fn redirect(status: StatusCode, to: &'static str) -> Response<Body> {
     let mut r = text(status, format!("{} → {to}\n", status.as_u16()));
-    r.headers_mut().insert(header::LOCATION, HeaderValue::from_static(to));
+    r.headers_mut()
+        .insert(header::LOCATION, HeaderValue::from_static(to));
     r
 }
 
 fn not_found(path: &str) -> Response<Body> {
     text(
         StatusCode::NOT_FOUND,
-        format!("404 Not Found: {}\nThe DevTools page is at /devtools/.\n", path.escape_debug()),
+        format!(
+            "404 Not Found: {}\nThe DevTools page is at /devtools/.\n",
+            path.escape_debug()
+        ),
     )
 }
 
 fn not_allowed(allow: &'static str) -> Response<Body> {
-    let mut r = text(StatusCode::METHOD_NOT_ALLOWED, format!("405 Method Not Allowed: use {allow}\n"));
-    r.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+    let mut r = text(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("405 Method Not Allowed: use {allow}\n"),
+    );
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
     r
 }
 
 fn file<B>(req: &Request<B>, asset: assets::Asset) -> Response<Body> {
     let etag = HeaderValue::from_str(&asset.etag).expect("hex etag");
-    let fresh = req.headers().get(header::IF_NONE_MATCH).is_some_and(|v| v.as_bytes() == etag.as_bytes());
+    let fresh = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|v| v.as_bytes() == etag.as_bytes());
     let mut r = if fresh {
         let mut r = Response::new(full(Bytes::new()));
         *r.status_mut() = StatusCode::NOT_MODIFIED;
         r
     } else {
         let mut r = Response::new(full(Bytes::from(asset.body.into_owned())));
-        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(asset.content_type),
+        );
         r
     };
     r.headers_mut().insert(header::ETAG, etag);
     // revalidate every time: a new daemon version brings a new UI
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     r
 }
 
 fn health(ctx: &Ctx) -> Response<Body> {
-    let body = serde_json::to_string(&ctx.hub.status()).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    let body = serde_json::to_string(&ctx.hub.status())
+        .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
     let mut r = Response::new(full(body));
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
 
@@ -128,13 +159,22 @@ async fn events<B>(req: &Request<B>, ctx: &Ctx) -> Response<Body> {
         Ok(Ok(sub)) => {
             let mut r = Response::new(sse_body(sub, ctx.keep_alive));
             let h = r.headers_mut();
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            );
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             h.insert("x-accel-buffering", HeaderValue::from_static("no"));
             r
         }
-        Ok(Err(e)) => text(StatusCode::SERVICE_UNAVAILABLE, format!("503 Service Unavailable: {e}\n")),
-        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("500 Internal Server Error: subscribing failed: {e}\n")),
+        Ok(Err(e)) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("503 Service Unavailable: {e}\n"),
+        ),
+        Err(e) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("500 Internal Server Error: subscribing failed: {e}\n"),
+        ),
     }
 }
 
@@ -175,7 +215,10 @@ fn percent_decode(s: &str) -> String {
         let hex = |c: u8| (c as char).to_digit(16);
         match b[i] {
             b'+' => out.push(b' '),
-            b'%' => match (b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
+            b'%' => match (
+                b.get(i + 1).copied().and_then(hex),
+                b.get(i + 2).copied().and_then(hex),
+            ) {
                 (Some(h), Some(l)) => {
                     out.push((h * 16 + l) as u8);
                     i += 2;
@@ -196,7 +239,10 @@ mod tests {
     #[test]
     fn query_params_are_decoded() {
         assert_eq!(query_param("topics=a,b", "topics").as_deref(), Some("a,b"));
-        assert_eq!(query_param("x=1&topics=a%2Cb", "topics").as_deref(), Some("a,b"));
+        assert_eq!(
+            query_param("x=1&topics=a%2Cb", "topics").as_deref(),
+            Some("a,b")
+        );
         assert_eq!(query_param("x=1", "topics"), None);
         assert_eq!(query_param("topics", "topics").as_deref(), Some(""));
         assert_eq!(percent_decode("a%2"), "a%2");

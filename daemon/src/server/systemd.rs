@@ -10,9 +10,14 @@ const STATUS_EVERY: Duration = Duration::from_secs(5);
 
 /// Sends `msg` (lines `KEY=VALUE`) to `$NOTIFY_SOCKET` without blocking.
 pub fn notify(msg: &str) {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
     if let Err(e) = send_to(msg, &path) {
-        tracing::debug!("cannot notify systemd ({}): {e}", msg.lines().next().unwrap_or(""));
+        tracing::debug!(
+            "cannot notify systemd ({}): {e}",
+            msg.lines().next().unwrap_or("")
+        );
     }
 }
 
@@ -47,7 +52,8 @@ pub fn stopping(why: &str) {
 /// Half of `WATCHDOG_USEC` when systemd asked for pings (`WatchdogSec=`).
 pub fn watchdog_interval() -> Option<Duration> {
     let mut usec = 0;
-    sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec / 2).max(Duration::from_millis(10)))
+    sd_notify::watchdog_enabled(false, &mut usec)
+        .then(|| Duration::from_micros(usec / 2).max(Duration::from_millis(10)))
 }
 
 /// Refreshes `STATUS=` and pings the watchdog until the task is aborted. The pings come from

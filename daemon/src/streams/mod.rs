@@ -17,8 +17,8 @@ use std::sync::Arc;
 use crate::attribution::{ProcessInfo, Processes};
 use crate::capture::{Dir, Record, Source};
 use crate::events::{
-    ConnectionClosed, ConnectionOpened, Direction, Dropped, Event, ProcessStopped, ProcessStarted, Timestamp,
-    TlsInfo,
+    ConnectionClosed, ConnectionOpened, Direction, Dropped, Event, ProcessStarted, ProcessStopped,
+    Timestamp, TlsInfo,
 };
 use crate::http::{self, BodyLimits, HttpConn, Side};
 
@@ -144,15 +144,26 @@ impl Tracker {
     pub fn drain(&mut self) -> Vec<Event> {
         if self.lost_stream_bytes > 0 {
             let bytes = std::mem::take(&mut self.lost_stream_bytes);
-            self.out.push(Event::Dropped(Dropped { events: 0, bytes, reason: "stream-gap".into() }));
+            self.out.push(Event::Dropped(Dropped {
+                events: 0,
+                bytes,
+                reason: "stream-gap".into(),
+            }));
         }
         std::mem::take(&mut self.out)
     }
 
     /// process.started for every process that has a connection open now.
     pub fn snapshot(&mut self) -> Vec<Event> {
-        let pids: Vec<u32> = self.by_pid.iter().filter(|(_, s)| !s.is_empty()).map(|(p, _)| *p).collect();
-        pids.into_iter().map(|p| Event::ProcessStarted(self.procs.get(p).to_started())).collect()
+        let pids: Vec<u32> = self
+            .by_pid
+            .iter()
+            .filter(|(_, s)| !s.is_empty())
+            .map(|(p, _)| *p)
+            .collect();
+        pids.into_iter()
+            .map(|p| Event::ProcessStarted(self.procs.get(p).to_started()))
+            .collect()
     }
 
     pub fn open_connections(&self) -> usize {
@@ -196,17 +207,35 @@ impl Tracker {
     }
 
     /// A socket that was open before the probes attached.
-    pub fn add_existing(&mut self, pid: u32, fd: i32, local: SocketAddr, remote: SocketAddr, ingress: bool, ts: Timestamp) {
+    pub fn add_existing(
+        &mut self,
+        pid: u32,
+        fd: i32,
+        local: SocketAddr,
+        remote: SocketAddr,
+        ingress: bool,
+        ts: Timestamp,
+    ) {
         let key = ConnKey::Fd(pid, fd);
         let c = self.new_conn(key, pid, fd, ts);
         c.local = Some(local);
         c.remote = Some(remote);
-        c.direction = Some(if ingress { Direction::Ingress } else { Direction::Egress });
+        c.direction = Some(if ingress {
+            Direction::Ingress
+        } else {
+            Direction::Egress
+        });
         // we join mid-stream: start where the bytes start
         c.raw = [Reasm::default(), Reasm::default()];
     }
 
-    fn remember_tuple(&mut self, outgoing: bool, sk: u64, local: Option<SocketAddr>, remote: Option<SocketAddr>) {
+    fn remember_tuple(
+        &mut self,
+        outgoing: bool,
+        sk: u64,
+        local: Option<SocketAddr>,
+        remote: Option<SocketAddr>,
+    ) {
         if outgoing {
             self.est_by_sk.insert(sk, (local, remote));
         } else if let Some(r) = remote {
@@ -224,9 +253,22 @@ impl Tracker {
         }
     }
 
-    pub fn handle(&mut self, rec: Record, wall: &dyn Fn(u64) -> Timestamp, k: &mut dyn KernelControl) {
+    pub fn handle(
+        &mut self,
+        rec: Record,
+        wall: &dyn Fn(u64) -> Timestamp,
+        k: &mut dyn KernelControl,
+    ) {
         match rec {
-            Record::Connect { pid, fd, ts_ns, local, remote, sk, .. } => {
+            Record::Connect {
+                pid,
+                fd,
+                ts_ns,
+                local,
+                remote,
+                sk,
+                ..
+            } => {
                 let ts = wall(ts_ns);
                 let key = ConnKey::Fd(pid, fd);
                 self.close_key(key, ts, None);
@@ -241,7 +283,13 @@ impl Tracker {
                     c.local = l;
                 }
             }
-            Record::Accept { pid, fd, ts_ns, remote, .. } => {
+            Record::Accept {
+                pid,
+                fd,
+                ts_ns,
+                remote,
+                ..
+            } => {
                 let ts = wall(ts_ns);
                 let key = ConnKey::Fd(pid, fd);
                 self.close_key(key, ts, None);
@@ -252,12 +300,23 @@ impl Tracker {
                 c.local = local;
                 c.raw = [Reasm { expected: Some(0) }, Reasm { expected: Some(0) }];
             }
-            Record::Established { local, remote, sk, outgoing, .. } => {
+            Record::Established {
+                local,
+                remote,
+                sk,
+                outgoing,
+                ..
+            } => {
                 let hit = if outgoing {
-                    self.conns.values_mut().find(|c| c.sk == sk && c.sk != 0 && c.local.is_none_or(|l| l.port() == 0))
+                    self.conns
+                        .values_mut()
+                        .find(|c| c.sk == sk && c.sk != 0 && c.local.is_none_or(|l| l.port() == 0))
                 } else {
                     self.conns.values_mut().find(|c| {
-                        c.direction == Some(Direction::Ingress) && c.local.is_none() && c.remote.is_some() && c.remote == remote
+                        c.direction == Some(Direction::Ingress)
+                            && c.local.is_none()
+                            && c.remote.is_some()
+                            && c.remote == remote
                     })
                 };
                 match hit {
@@ -265,17 +324,48 @@ impl Tracker {
                     None => self.remember_tuple(outgoing, sk, local, remote),
                 }
             }
-            Record::Data { pid, fd, ts_ns, ssl, pos, dir, source, bytes, unseen, .. } => {
+            Record::Data {
+                pid,
+                fd,
+                ts_ns,
+                ssl,
+                pos,
+                dir,
+                source,
+                bytes,
+                unseen,
+                ..
+            } => {
                 let ts = wall(ts_ns);
                 self.data(pid, fd, ssl, pos, dir, source, &bytes, unseen, ts, k);
             }
-            Record::Close { pid, fd, ts_ns, bytes_sent, bytes_recv } => {
-                self.close_key(ConnKey::Fd(pid, fd), wall(ts_ns), Some((bytes_sent, bytes_recv)));
+            Record::Close {
+                pid,
+                fd,
+                ts_ns,
+                bytes_sent,
+                bytes_recv,
+            } => {
+                self.close_key(
+                    ConnKey::Fd(pid, fd),
+                    wall(ts_ns),
+                    Some((bytes_sent, bytes_recv)),
+                );
             }
-            Record::Exec { pid, .. } => self.procs.exec(pid),
+            Record::Exec {
+                pid,
+                comm,
+                uid,
+                filename,
+                ..
+            } => self.procs.exec(pid, filename, comm, uid),
             Record::Exit { pid, ts_ns, comm } => {
                 let ts = wall(ts_ns);
-                let keys: Vec<ConnKey> = self.by_pid.remove(&pid).map(|s| s.into_iter().collect()).unwrap_or_default();
+                let keys: Vec<ConnKey> = self
+                    .by_pid
+                    .remove(&pid)
+                    .map(|s| s.into_iter().collect())
+                    .unwrap_or_default();
                 for key in keys {
                     if let ConnKey::Fd(p, fd) = key {
                         k.set_sock_state(p, fd, None);
@@ -285,7 +375,10 @@ impl Tracker {
                 self.ssl_to_fd.retain(|(p, _), _| *p != pid);
                 let _ = self.procs.exit(pid, &comm);
                 if self.announced.remove(&pid) {
-                    self.out.push(Event::ProcessStopped(ProcessStopped { pid, exit_code: None }));
+                    self.out.push(Event::ProcessStopped(ProcessStopped {
+                        pid,
+                        exit_code: None,
+                    }));
                 }
             }
         }
@@ -316,7 +409,10 @@ impl Tracker {
                 }
                 ConnKey::Fd(pid, fd)
             }
-            Source::OpenSsl => *self.ssl_to_fd.get(&(pid, ssl)).unwrap_or(&ConnKey::Ssl(pid, ssl)),
+            Source::OpenSsl => *self
+                .ssl_to_fd
+                .get(&(pid, ssl))
+                .unwrap_or(&ConnKey::Ssl(pid, ssl)),
         };
         if !self.conns.contains_key(&key) {
             let fd_for = if let ConnKey::Fd(_, f) = key { f } else { -1 };
@@ -325,7 +421,9 @@ impl Tracker {
                 self.fill_from_proc(key);
             }
         }
-        let Some(c) = self.conns.get_mut(&key) else { return };
+        let Some(c) = self.conns.get_mut(&key) else {
+            return;
+        };
         let d = di(dir);
         match dir {
             Dir::Send => c.bytes_sent += bytes.len() as u64 + unseen,
@@ -388,23 +486,39 @@ impl Tracker {
     fn fill_from_proc(&mut self, key: ConnKey) {
         let ConnKey::Fd(pid, fd) = key else { return };
         let root = std::path::Path::new("/proc");
-        let Some(inode) = crate::capture::procnet::fd_socket_inode(root, pid, fd) else { return };
+        let Some(inode) = crate::capture::procnet::fd_socket_inode(root, pid, fd) else {
+            return;
+        };
         let table = crate::capture::procnet::tcp_table(root, pid);
-        let Some(t) = table.get(&inode).copied() else { return };
-        let listening = table.values().any(|e| e.state == 10 && e.local.port() == t.local.port());
+        let Some(t) = table.get(&inode).copied() else {
+            return;
+        };
+        let listening = table
+            .values()
+            .any(|e| e.state == 10 && e.local.port() == t.local.port());
         if let Some(c) = self.conns.get_mut(&key) {
             c.local = Some(t.local);
             c.remote = Some(t.remote);
-            c.direction = Some(if listening { Direction::Ingress } else { Direction::Egress });
+            c.direction = Some(if listening {
+                Direction::Ingress
+            } else {
+                Direction::Egress
+            });
         }
     }
 
     fn feed(&mut self, key: ConnKey, dir: Dir, lost: u64, fresh: &[u8], ts: Timestamp) {
-        let Some(c) = self.conns.get_mut(&key) else { return };
+        let Some(c) = self.conns.get_mut(&key) else {
+            return;
+        };
         if c.direction.is_none() && !fresh.is_empty() {
             // which side speaks first with a request line is the client
             if http::looks_like_request(fresh) {
-                c.direction = Some(if dir == Dir::Send { Direction::Egress } else { Direction::Ingress });
+                c.direction = Some(if dir == Dir::Send {
+                    Direction::Egress
+                } else {
+                    Direction::Ingress
+                });
             }
         }
         let Some(direction) = c.direction else { return };
@@ -435,7 +549,9 @@ impl Tracker {
     }
 
     fn emit_opened(&mut self, key: ConnKey) {
-        let Some(c) = self.conns.get_mut(&key) else { return };
+        let Some(c) = self.conns.get_mut(&key) else {
+            return;
+        };
         if c.opened_emitted {
             return;
         }
@@ -457,7 +573,9 @@ impl Tracker {
     }
 
     fn emit_exchange(&mut self, key: ConnKey, ex: http::Exchange) {
-        let Some(c) = self.conns.get_mut(&key) else { return };
+        let Some(c) = self.conns.get_mut(&key) else {
+            return;
+        };
         c.seq += 1;
         let info: Arc<ProcessInfo> = match self.procs.cached(c.pid) {
             Some(p) => p.clone(),
@@ -469,7 +587,9 @@ impl Tracker {
 
     /// Flushes and forgets a connection. `counters`: the kernel's (sent, received).
     fn close_key(&mut self, key: ConnKey, ts: Timestamp, counters: Option<(u64, u64)>) {
-        let Some(mut c) = self.conns.remove(&key) else { return };
+        let Some(mut c) = self.conns.remove(&key) else {
+            return;
+        };
         if let Some(s) = self.by_pid.get_mut(&c.pid) {
             s.remove(&key);
         }
@@ -483,7 +603,9 @@ impl Tracker {
         for ex in rest {
             self.emit_exchange(key, ex);
         }
-        let Some(c) = self.conns.remove(&key) else { return };
+        let Some(c) = self.conns.remove(&key) else {
+            return;
+        };
         self.out.push(Event::ConnectionClosed(ConnectionClosed {
             connection_id: c.id,
             bytes_sent: c.bytes_sent,

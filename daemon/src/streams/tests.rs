@@ -15,23 +15,60 @@ impl KernelControl for FakeKernel {
 }
 
 fn tracker() -> Tracker {
-    Tracker::new(TrackerConfig { limits: BodyLimits { max_body_bytes: 1 << 20 } }, Processes::new(Path::new("/proc")))
+    Tracker::new(
+        TrackerConfig {
+            limits: BodyLimits {
+                max_body_bytes: 1 << 20,
+            },
+        },
+        Processes::new(Path::new("/proc")),
+    )
 }
 
 fn wall(k: u64) -> Timestamp {
     Timestamp(1_700_000_000_000_000_000 + k)
 }
 
-fn data(pid: u32, fd: i32, pos: u64, dir: Dir, source: Source, ssl: u64, bytes: &[u8], ts: u64) -> Record {
-    Record::Data { pid, tid: pid, fd, ts_ns: ts, ssl, pos, dir, source, bytes: bytes.to_vec(), unseen: 0 }
+fn data(
+    pid: u32,
+    fd: i32,
+    pos: u64,
+    dir: Dir,
+    source: Source,
+    ssl: u64,
+    bytes: &[u8],
+    ts: u64,
+) -> Record {
+    Record::Data {
+        pid,
+        tid: pid,
+        fd,
+        ts_ns: ts,
+        ssl,
+        pos,
+        dir,
+        source,
+        bytes: bytes.to_vec(),
+        unseen: 0,
+    }
 }
 
 fn transactions(evs: &[Event]) -> Vec<&crate::events::HttpTransaction> {
-    evs.iter().filter_map(|e| if let Event::HttpTransaction(t) = e { Some(&**t) } else { None }).collect()
+    evs.iter()
+        .filter_map(|e| {
+            if let Event::HttpTransaction(t) = e {
+                Some(&**t)
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
-const REQ: &[u8] = b"GET /x?y=1 HTTP/1.1\r\nHost: api.test:8080\r\nAuthorization: Bearer abc\r\n\r\n";
-const RESP: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"ok\":true}";
+const REQ: &[u8] =
+    b"GET /x?y=1 HTTP/1.1\r\nHost: api.test:8080\r\nAuthorization: Bearer abc\r\n\r\n";
+const RESP: &[u8] =
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"ok\":true}";
 
 #[test]
 fn egress_plaintext_exchange() {
@@ -39,28 +76,91 @@ fn egress_plaintext_exchange() {
     let mut t = tracker();
     let mut k = FakeKernel::default();
     let remote: SocketAddr = "127.0.0.1:8080".parse().unwrap();
-    t.handle(Record::Connect { pid: me, tid: me, fd: 9, ts_ns: 10, local: Some("127.0.0.1:0".parse().unwrap()), remote: Some(remote), sk: 77 }, &wall, &mut k);
-    t.handle(Record::Established { local: Some("127.0.0.1:40000".parse().unwrap()), remote: Some(remote), sk: 77, outgoing: true, ts_ns: 11 }, &wall, &mut k);
-    t.handle(data(me, 9, 0, Dir::Send, Source::Syscall, 0, REQ, 20), &wall, &mut k);
-    t.handle(data(me, 9, 0, Dir::Recv, Source::Syscall, 0, &RESP[..30], 30), &wall, &mut k);
-    t.handle(data(me, 9, 30, Dir::Recv, Source::Syscall, 0, &RESP[30..], 40), &wall, &mut k);
-    t.handle(Record::Close { pid: me, fd: 9, ts_ns: 50, bytes_sent: REQ.len() as u64, bytes_recv: RESP.len() as u64 }, &wall, &mut k);
+    t.handle(
+        Record::Connect {
+            pid: me,
+            tid: me,
+            fd: 9,
+            ts_ns: 10,
+            local: Some("127.0.0.1:0".parse().unwrap()),
+            remote: Some(remote),
+            sk: 77,
+        },
+        &wall,
+        &mut k,
+    );
+    t.handle(
+        Record::Established {
+            local: Some("127.0.0.1:40000".parse().unwrap()),
+            remote: Some(remote),
+            sk: 77,
+            outgoing: true,
+            ts_ns: 11,
+        },
+        &wall,
+        &mut k,
+    );
+    t.handle(
+        data(me, 9, 0, Dir::Send, Source::Syscall, 0, REQ, 20),
+        &wall,
+        &mut k,
+    );
+    t.handle(
+        data(me, 9, 0, Dir::Recv, Source::Syscall, 0, &RESP[..30], 30),
+        &wall,
+        &mut k,
+    );
+    t.handle(
+        data(me, 9, 30, Dir::Recv, Source::Syscall, 0, &RESP[30..], 40),
+        &wall,
+        &mut k,
+    );
+    t.handle(
+        Record::Close {
+            pid: me,
+            fd: 9,
+            ts_ns: 50,
+            bytes_sent: REQ.len() as u64,
+            bytes_recv: RESP.len() as u64,
+        },
+        &wall,
+        &mut k,
+    );
     let evs = t.drain();
     let txs = transactions(&evs);
     assert_eq!(txs.len(), 1, "{evs:#?}");
     let tx = &txs[0].transaction;
     assert_eq!(tx.request.method, "GET");
     assert_eq!(tx.request.url, "http://api.test:8080/x?y=1");
-    assert!(tx.request.headers.contains(&("Authorization".into(), "Bearer abc".into())));
+    assert!(
+        tx.request
+            .headers
+            .contains(&("Authorization".into(), "Bearer abc".into()))
+    );
     assert_eq!(tx.response.as_ref().unwrap().status, 200);
     assert_eq!(tx.response.as_ref().unwrap().body.text, "{\"ok\":true}");
     assert_eq!(tx.network.local, "127.0.0.1:40000");
     assert_eq!(tx.network.remote, "127.0.0.1:8080");
     assert_eq!(txs[0].summary.direction, Direction::Egress);
     assert_eq!(txs[0].summary.process.pid, me);
-    assert!(evs.iter().any(|e| matches!(e, Event::ProcessStarted(p) if p.pid == me)));
-    assert!(evs.iter().any(|e| matches!(e, Event::ConnectionOpened(o) if o.direction == Direction::Egress)));
-    let closed = evs.iter().find_map(|e| if let Event::ConnectionClosed(c) = e { Some(c) } else { None }).unwrap();
+    assert!(
+        evs.iter()
+            .any(|e| matches!(e, Event::ProcessStarted(p) if p.pid == me))
+    );
+    assert!(
+        evs.iter()
+            .any(|e| matches!(e, Event::ConnectionOpened(o) if o.direction == Direction::Egress))
+    );
+    let closed = evs
+        .iter()
+        .find_map(|e| {
+            if let Event::ConnectionClosed(c) = e {
+                Some(c)
+            } else {
+                None
+            }
+        })
+        .unwrap();
     assert_eq!(closed.bytes_received, RESP.len() as u64);
 }
 
@@ -70,18 +170,63 @@ fn ingress_and_gap_is_reported() {
     let mut t = tracker();
     let mut k = FakeKernel::default();
     let peer: SocketAddr = "127.0.0.1:50000".parse().unwrap();
-    t.handle(Record::Established { local: Some("127.0.0.1:8080".parse().unwrap()), remote: Some(peer), sk: 5, outgoing: false, ts_ns: 1 }, &wall, &mut k);
-    t.handle(Record::Accept { pid: me, tid: me, fd: 4, ts_ns: 2, remote: Some(peer) }, &wall, &mut k);
-    t.handle(data(me, 4, 0, Dir::Recv, Source::Syscall, 0, REQ, 3), &wall, &mut k);
-    t.handle(data(me, 4, 0, Dir::Send, Source::Syscall, 0, RESP, 4), &wall, &mut k);
+    t.handle(
+        Record::Established {
+            local: Some("127.0.0.1:8080".parse().unwrap()),
+            remote: Some(peer),
+            sk: 5,
+            outgoing: false,
+            ts_ns: 1,
+        },
+        &wall,
+        &mut k,
+    );
+    t.handle(
+        Record::Accept {
+            pid: me,
+            tid: me,
+            fd: 4,
+            ts_ns: 2,
+            remote: Some(peer),
+        },
+        &wall,
+        &mut k,
+    );
+    t.handle(
+        data(me, 4, 0, Dir::Recv, Source::Syscall, 0, REQ, 3),
+        &wall,
+        &mut k,
+    );
+    t.handle(
+        data(me, 4, 0, Dir::Send, Source::Syscall, 0, RESP, 4),
+        &wall,
+        &mut k,
+    );
     // a second request whose first 10 bytes were lost in the kernel
-    t.handle(data(me, 4, REQ.len() as u64 + 10, Dir::Recv, Source::Syscall, 0, REQ, 5), &wall, &mut k);
+    t.handle(
+        data(
+            me,
+            4,
+            REQ.len() as u64 + 10,
+            Dir::Recv,
+            Source::Syscall,
+            0,
+            REQ,
+            5,
+        ),
+        &wall,
+        &mut k,
+    );
     let evs = t.drain();
     let txs = transactions(&evs);
     assert_eq!(txs[0].summary.direction, Direction::Ingress);
     assert_eq!(txs[0].transaction.network.local, "127.0.0.1:8080");
     assert_eq!(txs[0].summary.status, Some(200));
-    assert!(evs.iter().any(|e| matches!(e, Event::Dropped(d) if d.reason == "stream-gap" && d.bytes == 10)), "{evs:#?}");
+    assert!(
+        evs.iter()
+            .any(|e| matches!(e, Event::Dropped(d) if d.reason == "stream-gap" && d.bytes == 10)),
+        "{evs:#?}"
+    );
 }
 
 #[test]
@@ -89,17 +234,58 @@ fn tls_handshake_then_library_plaintext() {
     let me = std::process::id();
     let mut t = tracker();
     let mut k = FakeKernel::default();
-    t.handle(Record::Connect { pid: me, tid: me, fd: 6, ts_ns: 1, local: None, remote: Some("127.0.0.1:8443".parse().unwrap()), sk: 1 }, &wall, &mut k);
+    t.handle(
+        Record::Connect {
+            pid: me,
+            tid: me,
+            fd: 6,
+            ts_ns: 1,
+            local: None,
+            remote: Some("127.0.0.1:8443".parse().unwrap()),
+            sk: 1,
+        },
+        &wall,
+        &mut k,
+    );
     // ClientHello-looking record header: raw bytes are TLS, not HTTP
-    t.handle(data(me, 6, 0, Dir::Send, Source::Syscall, 0, &[0x16, 3, 1, 0, 5, 1, 0, 0, 1, 0], 2), &wall, &mut k);
-    t.handle(data(me, 6, 0, Dir::Send, Source::OpenSsl, 0xabc, REQ, 3), &wall, &mut k);
-    t.handle(data(me, 6, 0, Dir::Recv, Source::OpenSsl, 0xabc, RESP, 4), &wall, &mut k);
+    t.handle(
+        data(
+            me,
+            6,
+            0,
+            Dir::Send,
+            Source::Syscall,
+            0,
+            &[0x16, 3, 1, 0, 5, 1, 0, 0, 1, 0],
+            2,
+        ),
+        &wall,
+        &mut k,
+    );
+    t.handle(
+        data(me, 6, 0, Dir::Send, Source::OpenSsl, 0xabc, REQ, 3),
+        &wall,
+        &mut k,
+    );
+    t.handle(
+        data(me, 6, 0, Dir::Recv, Source::OpenSsl, 0xabc, RESP, 4),
+        &wall,
+        &mut k,
+    );
     let evs = t.drain();
     let txs = transactions(&evs);
     assert_eq!(txs.len(), 1, "{evs:#?}");
     assert!(txs[0].summary.tls);
-    assert_eq!(txs[0].transaction.request.url, "https://api.test:8080/x?y=1");
-    assert!(k.calls.contains(&(me, 6, Some(qtap_common::sock_state::MUTE))), "{:?}", k.calls);
+    assert_eq!(
+        txs[0].transaction.request.url,
+        "https://api.test:8080/x?y=1"
+    );
+    assert!(
+        k.calls
+            .contains(&(me, 6, Some(qtap_common::sock_state::MUTE))),
+        "{:?}",
+        k.calls
+    );
 }
 
 #[test]
@@ -107,10 +293,47 @@ fn process_exit_mid_response_flushes() {
     let me = std::process::id();
     let mut t = tracker();
     let mut k = FakeKernel::default();
-    t.handle(Record::Connect { pid: me, tid: me, fd: 7, ts_ns: 1, local: None, remote: Some("127.0.0.1:80".parse().unwrap()), sk: 2 }, &wall, &mut k);
-    t.handle(data(me, 7, 0, Dir::Send, Source::Syscall, 0, REQ, 2), &wall, &mut k);
-    t.handle(data(me, 7, 0, Dir::Recv, Source::Syscall, 0, &RESP[..RESP.len() - 4], 3), &wall, &mut k);
-    t.handle(Record::Exit { pid: me, ts_ns: 4, comm: "test".into() }, &wall, &mut k);
+    t.handle(
+        Record::Connect {
+            pid: me,
+            tid: me,
+            fd: 7,
+            ts_ns: 1,
+            local: None,
+            remote: Some("127.0.0.1:80".parse().unwrap()),
+            sk: 2,
+        },
+        &wall,
+        &mut k,
+    );
+    t.handle(
+        data(me, 7, 0, Dir::Send, Source::Syscall, 0, REQ, 2),
+        &wall,
+        &mut k,
+    );
+    t.handle(
+        data(
+            me,
+            7,
+            0,
+            Dir::Recv,
+            Source::Syscall,
+            0,
+            &RESP[..RESP.len() - 4],
+            3,
+        ),
+        &wall,
+        &mut k,
+    );
+    t.handle(
+        Record::Exit {
+            pid: me,
+            ts_ns: 4,
+            comm: "test".into(),
+        },
+        &wall,
+        &mut k,
+    );
     let evs = t.drain();
     let txs = transactions(&evs);
     assert_eq!(txs.len(), 1, "{evs:#?}");
@@ -118,7 +341,10 @@ fn process_exit_mid_response_flushes() {
     assert_eq!(txs[0].summary.status, Some(200));
     assert_eq!(t.open_connections(), 0);
     assert!(k.calls.contains(&(me, 7, None)));
-    assert!(evs.iter().any(|e| matches!(e, Event::ProcessStopped(p) if p.pid == me)));
+    assert!(
+        evs.iter()
+            .any(|e| matches!(e, Event::ProcessStopped(p) if p.pid == me))
+    );
 }
 
 #[test]
@@ -126,16 +352,48 @@ fn three_keepalive_requests_in_order() {
     let me = std::process::id();
     let mut t = tracker();
     let mut k = FakeKernel::default();
-    t.handle(Record::Connect { pid: me, tid: me, fd: 8, ts_ns: 1, local: None, remote: Some("127.0.0.1:80".parse().unwrap()), sk: 3 }, &wall, &mut k);
+    t.handle(
+        Record::Connect {
+            pid: me,
+            tid: me,
+            fd: 8,
+            ts_ns: 1,
+            local: None,
+            remote: Some("127.0.0.1:80".parse().unwrap()),
+            sk: 3,
+        },
+        &wall,
+        &mut k,
+    );
     let (mut s, mut r) = (0u64, 0u64);
     for i in 0..3 {
         let req = format!("GET /n{i} HTTP/1.1\r\nHost: h\r\n\r\n");
-        t.handle(data(me, 8, s, Dir::Send, Source::Syscall, 0, req.as_bytes(), 10 + i * 10), &wall, &mut k);
+        t.handle(
+            data(
+                me,
+                8,
+                s,
+                Dir::Send,
+                Source::Syscall,
+                0,
+                req.as_bytes(),
+                10 + i * 10,
+            ),
+            &wall,
+            &mut k,
+        );
         s += req.len() as u64;
-        t.handle(data(me, 8, r, Dir::Recv, Source::Syscall, 0, RESP, 15 + i * 10), &wall, &mut k);
+        t.handle(
+            data(me, 8, r, Dir::Recv, Source::Syscall, 0, RESP, 15 + i * 10),
+            &wall,
+            &mut k,
+        );
         r += RESP.len() as u64;
     }
     let evs = t.drain();
-    let paths: Vec<&str> = transactions(&evs).iter().map(|t| t.summary.path.as_str()).collect();
+    let paths: Vec<&str> = transactions(&evs)
+        .iter()
+        .map(|t| t.summary.path.as_str())
+        .collect();
     assert_eq!(paths, ["/n0", "/n1", "/n2"]);
 }

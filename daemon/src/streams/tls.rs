@@ -27,7 +27,8 @@ impl<'a> Reader<'a> {
         self.take(2).map(|b| u16::from_be_bytes([b[0], b[1]]))
     }
     fn u24(&mut self) -> Option<usize> {
-        self.take(3).map(|b| (usize::from(b[0]) << 16) | (usize::from(b[1]) << 8) | usize::from(b[2]))
+        self.take(3)
+            .map(|b| (usize::from(b[0]) << 16) | (usize::from(b[1]) << 8) | usize::from(b[2]))
     }
     fn vec8(&mut self) -> Option<&'a [u8]> {
         let n = self.u8()?;
@@ -170,7 +171,10 @@ mod tests {
         sh.extend_from_slice(&[0x13, 0x01, 0]);
         sh.extend_from_slice(&(sv.len() as u16).to_be_bytes());
         sh.extend_from_slice(&sv);
-        assert_eq!(server_hello_version(&record(2, &sh)).as_deref(), Some("TLSv1.3"));
+        assert_eq!(
+            server_hello_version(&record(2, &sh)).as_deref(),
+            Some("TLSv1.3")
+        );
         assert!(!looks_like_tls(b"GET / HTTP/1.1\r\n"));
     }
 }

@@ -2,16 +2,24 @@
 use super::Conn;
 use crate::attribution::ProcessInfo;
 use crate::events::{
-    Body, Direction, Headers, HttpTransaction, Network, Request, Response, Summary, Timing, Transaction,
+    Body, Direction, Headers, HttpTransaction, Network, Request, Response, Summary, Timing,
+    Transaction,
 };
 use crate::http::Exchange;
 
 pub(super) fn header<'a>(h: &'a Headers, name: &str) -> Option<&'a str> {
-    h.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    h.iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
 /// (url, scheme, authority, host, path) for a request target.
-pub(super) fn url_parts(target: &str, host_header: Option<&str>, fallback_authority: &str, tls: bool) -> (String, String, String, String, String) {
+pub(super) fn url_parts(
+    target: &str,
+    host_header: Option<&str>,
+    fallback_authority: &str,
+    tls: bool,
+) -> (String, String, String, String, String) {
     let scheme = if tls { "https" } else { "http" };
     // absolute-form (proxy requests): the target is the URL
     for s in ["http://", "https://"] {
@@ -21,17 +29,37 @@ pub(super) fn url_parts(target: &str, host_header: Option<&str>, fallback_author
                 None => (rest, "/"),
             };
             let host = auth.rsplit_once(':').map_or(auth, |(h, _)| h);
-            return (target.to_string(), s.trim_end_matches("://").to_string(), auth.to_string(), host.to_string(), path.to_string());
+            return (
+                target.to_string(),
+                s.trim_end_matches("://").to_string(),
+                auth.to_string(),
+                host.to_string(),
+                path.to_string(),
+            );
         }
     }
-    let authority = host_header.filter(|h| !h.is_empty()).unwrap_or(fallback_authority).to_string();
+    let authority = host_header
+        .filter(|h| !h.is_empty())
+        .unwrap_or(fallback_authority)
+        .to_string();
     let host = if authority.starts_with('[') {
-        authority.split(']').next().map(|h| format!("{h}]")).unwrap_or_default()
+        authority
+            .split(']')
+            .next()
+            .map(|h| format!("{h}]"))
+            .unwrap_or_default()
     } else {
-        authority.rsplit_once(':').map_or(authority.as_str(), |(h, _)| h).to_string()
+        authority
+            .rsplit_once(':')
+            .map_or(authority.as_str(), |(h, _)| h)
+            .to_string()
     };
     // CONNECT host:port and OPTIONS * keep their target as the path
-    let url = if target.starts_with('/') { format!("{scheme}://{authority}{target}") } else { format!("{scheme}://{authority}") };
+    let url = if target.starts_with('/') {
+        format!("{scheme}://{authority}{target}")
+    } else {
+        format!("{scheme}://{authority}")
+    };
     (url, scheme.to_string(), authority, host, target.to_string())
 }
 
@@ -46,9 +74,16 @@ pub(super) fn build(c: &Conn, p: &ProcessInfo, ex: Exchange) -> HttpTransaction 
             let headers = r.all_headers();
             (r.method, r.target, r.version, headers, r.body)
         }
-        None => (String::new(), String::new(), String::new(), Vec::new(), Body::empty()),
+        None => (
+            String::new(),
+            String::new(),
+            String::new(),
+            Vec::new(),
+            Body::empty(),
+        ),
     };
-    let (url, scheme, authority, host, path) = url_parts(&target, header(&req_headers, "host"), &fallback, c.tls);
+    let (url, scheme, authority, host, path) =
+        url_parts(&target, header(&req_headers, "host"), &fallback, c.tls);
     let response = ex.response.map(|r| Response {
         headers: r.all_headers(),
         status: r.status,
@@ -56,7 +91,10 @@ pub(super) fn build(c: &Conn, p: &ProcessInfo, ex: Exchange) -> HttpTransaction 
         http_version: r.version,
         body: r.body,
     });
-    let content_type = response.as_ref().and_then(|r| header(&r.headers, "content-type")).map(str::to_string);
+    let content_type = response
+        .as_ref()
+        .and_then(|r| header(&r.headers, "content-type"))
+        .map(str::to_string);
     let summary = Summary {
         id: format!("{}-{}", c.id, c.seq),
         connection_id: c.id.clone(),
@@ -89,7 +127,12 @@ pub(super) fn build(c: &Conn, p: &ProcessInfo, ex: Exchange) -> HttpTransaction 
             body: req_body,
         },
         response,
-        timing: Timing { start: ex.start, request_sent: ex.request_sent, response_start: ex.response_start, end: ex.end },
+        timing: Timing {
+            start: ex.start,
+            request_sent: ex.request_sent,
+            response_start: ex.response_start,
+            end: ex.end,
+        },
         network: Network {
             local: c.local.map(|a| a.to_string()).unwrap_or_default(),
             remote: c.remote.map(|a| a.to_string()).unwrap_or_default(),
@@ -99,7 +142,10 @@ pub(super) fn build(c: &Conn, p: &ProcessInfo, ex: Exchange) -> HttpTransaction 
             sni: c.sni.clone(),
         },
     };
-    HttpTransaction { summary, transaction }
+    HttpTransaction {
+        summary,
+        transaction,
+    }
 }
 
 #[cfg(test)]
@@ -108,12 +154,34 @@ mod tests {
 
     #[test]
     fn urls() {
-        let (url, scheme, auth, host, path) = url_parts("/x?a=1", Some("localhost:8443"), "127.0.0.1:8443", true);
-        assert_eq!((url.as_str(), scheme.as_str(), auth.as_str(), host.as_str(), path.as_str()),
-            ("https://localhost:8443/x?a=1", "https", "localhost:8443", "localhost", "/x?a=1"));
-        let (url, _, _, host, path) = url_parts("http://example.test:81/p", None, "10.0.0.1:3128", false);
-        assert_eq!((url.as_str(), host.as_str(), path.as_str()), ("http://example.test:81/p", "example.test", "/p"));
+        let (url, scheme, auth, host, path) =
+            url_parts("/x?a=1", Some("localhost:8443"), "127.0.0.1:8443", true);
+        assert_eq!(
+            (
+                url.as_str(),
+                scheme.as_str(),
+                auth.as_str(),
+                host.as_str(),
+                path.as_str()
+            ),
+            (
+                "https://localhost:8443/x?a=1",
+                "https",
+                "localhost:8443",
+                "localhost",
+                "/x?a=1"
+            )
+        );
+        let (url, _, _, host, path) =
+            url_parts("http://example.test:81/p", None, "10.0.0.1:3128", false);
+        assert_eq!(
+            (url.as_str(), host.as_str(), path.as_str()),
+            ("http://example.test:81/p", "example.test", "/p")
+        );
         let (url, _, auth, host, _) = url_parts("/", None, "[::1]:8080", false);
-        assert_eq!((url.as_str(), auth.as_str(), host.as_str()), ("http://[::1]:8080/", "[::1]:8080", "[::1]"));
+        assert_eq!(
+            (url.as_str(), auth.as_str(), host.as_str()),
+            ("http://[::1]:8080/", "[::1]:8080", "[::1]")
+        );
     }
 }

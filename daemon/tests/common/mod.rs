@@ -27,7 +27,11 @@ impl ProbeControl for Double {
             return Err(e);
         }
         *self.sink.lock().unwrap() = Some(sink);
-        Ok(vec![ProbeStatus { library: "syscalls".into(), path: "tracepoints".into(), status: "attached".into() }])
+        Ok(vec![ProbeStatus {
+            library: "syscalls".into(),
+            path: "tracepoints".into(),
+            status: "attached".into(),
+        }])
     }
     fn detach(&self) {
         self.detaches.fetch_add(1, SeqCst);
@@ -41,7 +45,12 @@ impl Double {
         (self.attaches.load(SeqCst), self.detaches.load(SeqCst))
     }
     pub fn publish(&self, e: Event) {
-        self.sink.lock().unwrap().as_ref().expect("publish while not attached").publish(e);
+        self.sink
+            .lock()
+            .unwrap()
+            .as_ref()
+            .expect("publish while not attached")
+            .publish(e);
     }
 }
 
@@ -49,7 +58,10 @@ impl Double {
 pub fn eventually(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
     let t = Instant::now();
     while !f() {
-        assert!(t.elapsed() < Duration::from_secs(secs), "timed out after {secs}s waiting for: {what}");
+        assert!(
+            t.elapsed() < Duration::from_secs(secs),
+            "timed out after {secs}s waiting for: {what}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -77,15 +89,30 @@ impl TestServer {
         let (tx, rx) = tokio::sync::oneshot::channel::<String>();
         let h = hub.clone();
         let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async move {
                 let l = tokio::net::TcpListener::from_std(listener).unwrap();
-                let cfg = ServerConfig { keep_alive, ..ServerConfig::new(addr, false) };
-                serve(l, h, cfg, Arc::new(Activity::default()), async { rx.await.unwrap_or_else(|_| "test over".into()) })
-                    .await;
+                let cfg = ServerConfig {
+                    keep_alive,
+                    ..ServerConfig::new(addr, false)
+                };
+                serve(l, h, cfg, Arc::new(Activity::default()), async {
+                    rx.await.unwrap_or_else(|_| "test over".into())
+                })
+                .await;
             });
         });
-        TestServer { addr, hub, double, stop: Some(tx), thread: Some(thread) }
+        TestServer {
+            addr,
+            hub,
+            double,
+            stop: Some(tx),
+            thread: Some(thread),
+        }
     }
 
     /// Stops like SIGTERM does, and waits for the server to finish.
@@ -118,7 +145,10 @@ pub struct Resp {
 
 impl Resp {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -126,7 +156,13 @@ impl Resp {
 }
 
 /// The request head; `Host: localhost:PORT` unless `headers` has a Host.
-pub fn request_head(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], close: bool) -> String {
+pub fn request_head(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    close: bool,
+) -> String {
     let mut req = format!("{method} {path} HTTP/1.1\r\n");
     if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
         req += &format!("Host: localhost:{}\r\n", addr.port());
@@ -150,7 +186,12 @@ fn connect(addr: SocketAddr) -> TcpStream {
 fn read_head(r: &mut impl BufRead) -> (u16, Vec<(String, String)>) {
     let mut line = String::new();
     r.read_line(&mut line).unwrap();
-    let status = line.split_whitespace().nth(1).unwrap_or_else(|| panic!("bad status line {line:?}")).parse().unwrap();
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_else(|| panic!("bad status line {line:?}"))
+        .parse()
+        .unwrap();
     let mut headers = Vec::new();
     loop {
         line.clear();
@@ -168,14 +209,19 @@ fn read_head(r: &mut impl BufRead) -> (u16, Vec<(String, String)>) {
 /// One request on a new connection (`Connection: close`), body read to its end.
 pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Resp {
     let mut s = connect(addr);
-    s.write_all(request_head(addr, method, path, headers, true).as_bytes()).unwrap();
+    s.write_all(request_head(addr, method, path, headers, true).as_bytes())
+        .unwrap();
     let mut r = BufReader::new(s);
     let (status, headers) = read_head(&mut r);
     let mut body = Vec::new();
     if method != "HEAD" {
         r.read_to_end(&mut body).unwrap();
     }
-    Resp { status, headers, body }
+    Resp {
+        status,
+        headers,
+        body,
+    }
 }
 
 pub fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Resp {
@@ -203,7 +249,10 @@ pub struct Sse {
 impl Sse {
     pub fn connect(addr: SocketAddr, path: &str) -> Sse {
         let mut s = connect(addr);
-        s.write_all(request_head(addr, "GET", path, &[("Accept", "text/event-stream")], false).as_bytes()).unwrap();
+        s.write_all(
+            request_head(addr, "GET", path, &[("Accept", "text/event-stream")], false).as_bytes(),
+        )
+        .unwrap();
         Self::read_response(s)
     }
 
@@ -211,11 +260,20 @@ impl Sse {
     pub fn read_response(s: TcpStream) -> Sse {
         let mut r = BufReader::new(s);
         let (status, headers) = read_head(&mut r);
-        Sse { status, headers, r, buf: String::new(), ended: false }
+        Sse {
+            status,
+            headers,
+            r,
+            buf: String::new(),
+            ended: false,
+        }
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// Reads one chunk of the chunked body into `buf`; false at the end of the body.
@@ -228,7 +286,8 @@ impl Sse {
             self.ended = true;
             return false;
         }
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or_else(|_| panic!("bad chunk size {size:?}"));
+        let n = usize::from_str_radix(size.trim(), 16)
+            .unwrap_or_else(|_| panic!("bad chunk size {size:?}"));
         let mut data = vec![0; n + 2];
         self.r.read_exact(&mut data).unwrap();
         if n == 0 {
@@ -248,7 +307,11 @@ impl Sse {
                 return Some(block);
             }
             if !self.read_chunk() {
-                assert!(self.buf.is_empty(), "stream ended inside a frame: {:?}", self.buf);
+                assert!(
+                    self.buf.is_empty(),
+                    "stream ended inside a frame: {:?}",
+                    self.buf
+                );
                 return None;
             }
         }
@@ -269,13 +332,38 @@ impl Sse {
 /// Checks the exact frame shape `id: N\nevent: T\ndata: {ts,data}\n\n` and parses it.
 pub fn parse_frame(block: &str) -> SseFrame {
     let lines: Vec<&str> = block.trim_end_matches('\n').split('\n').collect();
-    assert_eq!(lines.len(), 3, "frame is not exactly id/event/data: {block:?}");
-    let id = lines[0].strip_prefix("id: ").unwrap_or_else(|| panic!("no id line: {block:?}")).parse().unwrap();
-    let event = lines[1].strip_prefix("event: ").unwrap_or_else(|| panic!("no event line: {block:?}")).to_string();
-    let json = lines[2].strip_prefix("data: ").unwrap_or_else(|| panic!("no data line: {block:?}"));
+    assert_eq!(
+        lines.len(),
+        3,
+        "frame is not exactly id/event/data: {block:?}"
+    );
+    let id = lines[0]
+        .strip_prefix("id: ")
+        .unwrap_or_else(|| panic!("no id line: {block:?}"))
+        .parse()
+        .unwrap();
+    let event = lines[1]
+        .strip_prefix("event: ")
+        .unwrap_or_else(|| panic!("no event line: {block:?}"))
+        .to_string();
+    let json = lines[2]
+        .strip_prefix("data: ")
+        .unwrap_or_else(|| panic!("no data line: {block:?}"));
     let data: serde_json::Value = serde_json::from_str(json).unwrap();
-    assert!(data["ts"].as_str().is_some_and(|t| t.ends_with('Z')), "no ts: {json}");
+    assert!(
+        data["ts"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "no ts: {json}"
+    );
     assert!(data.get("data").is_some(), "no data: {json}");
-    assert_eq!(data.as_object().unwrap().len(), 2, "data line has more than ts and data: {json}");
-    SseFrame { id, event, data, raw: block.to_string() }
+    assert_eq!(
+        data.as_object().unwrap().len(),
+        2,
+        "data line has more than ts and data: {json}"
+    );
+    SseFrame {
+        id,
+        event,
+        data,
+        raw: block.to_string(),
+    }
 }
