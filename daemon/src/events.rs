@@ -494,4 +494,50 @@ mod tests {
         assert_eq!(v["data"]["reason"], "ringbuf-full");
         assert!(v["ts"].as_str().unwrap().ends_with('Z'));
     }
+
+    /// Every example in docs/events.md deserialises into its type and serialises back
+    /// with the same field names: a renamed or undocumented field fails here.
+    #[test]
+    fn docs_examples_match_types() {
+        fn keys(v: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+            match v {
+                serde_json::Value::Object(m) => {
+                    for (k, v) in m {
+                        let p = format!("{path}.{k}");
+                        out.push(p.clone());
+                        keys(v, &p, out);
+                    }
+                }
+                serde_json::Value::Array(a) => {
+                    if let Some(first) = a.first() {
+                        keys(first, &format!("{path}[]"), out);
+                    }
+                }
+                _ => {}
+            }
+        }
+        fn check<T: serde::de::DeserializeOwned + Serialize>(example: &str) {
+            let original: serde_json::Value = serde_json::from_str(example).expect("example is JSON");
+            let typed: T = serde_json::from_value(original.clone())
+                .unwrap_or_else(|e| panic!("example does not fit {}: {e}\n{example}", std::any::type_name::<T>()));
+            let back = serde_json::to_value(&typed).unwrap();
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            keys(&original, "", &mut a);
+            keys(&back, "", &mut b);
+            a.sort();
+            b.sort();
+            assert_eq!(a, b, "fields of {} differ from docs/events.md", std::any::type_name::<T>());
+        }
+        let doc = include_str!("../../docs/events.md");
+        let blocks: Vec<&str> = doc.split("```json\n").skip(1).map(|b| b.split("\n```").next().unwrap()).collect();
+        assert_eq!(blocks.len(), 8, "one example per topic payload");
+        check::<Connected>(blocks[0]);
+        check::<Disconnected>(blocks[1]);
+        check::<Dropped>(blocks[2]);
+        check::<ProcessStarted>(blocks[3]);
+        check::<ProcessStopped>(blocks[4]);
+        check::<ConnectionOpened>(blocks[5]);
+        check::<ConnectionClosed>(blocks[6]);
+        check::<HttpTransaction>(blocks[7]);
+    }
 }
