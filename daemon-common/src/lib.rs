@@ -131,6 +131,8 @@ pub struct ConnEvent {
     pub ret: i64,
     /// kernel socket address (an opaque id; joins with ESTABLISHED), 0 if unknown
     pub sk: u64,
+    /// the task's comm, naming a process that exits before user space reads /proc
+    pub comm: [u8; 16],
 }
 
 /// CLOSE: final per-direction counters of a captured socket.

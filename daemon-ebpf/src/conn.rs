@@ -1,6 +1,8 @@
 //! Socket lifecycle: socket/connect/accept/close syscalls and `sock/inet_sock_set_state`.
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user,
+    },
     macros::tracepoint,
     programs::TracePointContext,
 };
@@ -159,6 +161,7 @@ pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
         remote: a.remote,
         ret: r,
         sk: a.sk,
+        comm: bpf_get_current_comm().unwrap_or([0; 16]),
     };
     if EVENTS.output::<ConnEvent>(&ev, 0).is_err() {
         count_drop(drop_reason::CONTROL_EVENTS, 1);
@@ -212,6 +215,7 @@ fn accept_exit(ctx: &TracePointContext) -> u32 {
         remote,
         ret: fd as i64,
         sk: 0,
+        comm: bpf_get_current_comm().unwrap_or([0; 16]),
     };
     if EVENTS.output::<ConnEvent>(&ev, 0).is_err() {
         count_drop(drop_reason::CONTROL_EVENTS, 1);

@@ -517,19 +517,33 @@ mod tests {
             }
         }
         fn check<T: serde::de::DeserializeOwned + Serialize>(example: &str) {
-            let original: serde_json::Value = serde_json::from_str(example).expect("example is JSON");
-            let typed: T = serde_json::from_value(original.clone())
-                .unwrap_or_else(|e| panic!("example does not fit {}: {e}\n{example}", std::any::type_name::<T>()));
+            let original: serde_json::Value =
+                serde_json::from_str(example).expect("example is JSON");
+            let typed: T = serde_json::from_value(original.clone()).unwrap_or_else(|e| {
+                panic!(
+                    "example does not fit {}: {e}\n{example}",
+                    std::any::type_name::<T>()
+                )
+            });
             let back = serde_json::to_value(&typed).unwrap();
             let (mut a, mut b) = (Vec::new(), Vec::new());
             keys(&original, "", &mut a);
             keys(&back, "", &mut b);
             a.sort();
             b.sort();
-            assert_eq!(a, b, "fields of {} differ from docs/events.md", std::any::type_name::<T>());
+            assert_eq!(
+                a,
+                b,
+                "fields of {} differ from docs/events.md",
+                std::any::type_name::<T>()
+            );
         }
         let doc = include_str!("../../docs/events.md");
-        let blocks: Vec<&str> = doc.split("```json\n").skip(1).map(|b| b.split("\n```").next().unwrap()).collect();
+        let blocks: Vec<&str> = doc
+            .split("```json\n")
+            .skip(1)
+            .map(|b| b.split("\n```").next().unwrap())
+            .collect();
         assert_eq!(blocks.len(), 8, "one example per topic payload");
         check::<Connected>(blocks[0]);
         check::<Disconnected>(blocks[1]);

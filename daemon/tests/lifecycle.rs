@@ -50,13 +50,24 @@ const OUR_PROGRAMS: &[&str] = &[
 
 /// Programs in the kernel whose names are ours.
 fn our_programs() -> usize {
-    let out = Command::new("bpftool").args(["prog", "show", "-j"]).output().expect("bpftool (Debian package bpftool)");
-    assert!(out.status.success(), "bpftool: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("bpftool")
+        .args(["prog", "show", "-j"])
+        .output()
+        .expect("bpftool (Debian package bpftool)");
+    assert!(
+        out.status.success(),
+        "bpftool: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     v.as_array()
         .unwrap()
         .iter()
-        .filter(|p| p["name"].as_str().is_some_and(|n| OUR_PROGRAMS.contains(&n)))
+        .filter(|p| {
+            p["name"]
+                .as_str()
+                .is_some_and(|n| OUR_PROGRAMS.contains(&n))
+        })
         .count()
 }
 
@@ -72,7 +83,10 @@ impl Drop for Daemon {
 fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) -> Duration {
     let t = Instant::now();
     while !f() {
-        assert!(t.elapsed() < Duration::from_secs(secs), "{what} (waited {secs} s)");
+        assert!(
+            t.elapsed() < Duration::from_secs(secs),
+            "{what} (waited {secs} s)"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     t.elapsed()
@@ -81,25 +95,55 @@ fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) -> Duration {
 #[test]
 fn probes_only_while_someone_watches() {
     // SAFETY: geteuid has no preconditions.
-    assert_eq!(unsafe { libc::geteuid() }, 0, "loads eBPF programs: run as root");
-    assert_eq!(our_programs(), 0, "another qtap is running: stop it before this test");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "loads eBPF programs: run as root"
+    );
+    assert_eq!(
+        our_programs(),
+        0,
+        "another qtap is running: stop it before this test"
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let _d = Daemon(
         Command::new(env!("CARGO_BIN_EXE_qtap"))
-            .args(["--enable-dev-tools", "--listen", &addr.to_string(), "--grace", "2s", "--log-level", "info"])
+            .args([
+                "--enable-dev-tools",
+                "--listen",
+                &addr.to_string(),
+                "--grace",
+                "2s",
+                "--log-level",
+                "info",
+            ])
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
     );
-    wait_until(10, "the daemon serves health", || std::net::TcpStream::connect(addr).is_ok());
+    wait_until(10, "the daemon serves health", || {
+        std::net::TcpStream::connect(addr).is_ok()
+    });
     assert_eq!(get(addr, "/devtools/api/health", &[]).status, 200);
-    assert_eq!(our_programs(), 0, "nobody watches yet: no program of ours in the kernel");
+    assert_eq!(
+        our_programs(),
+        0,
+        "nobody watches yet: no program of ours in the kernel"
+    );
 
     let mut sse = Sse::connect(addr, "/devtools/api/events?topics=request.http_transaction");
     let first = sse.next_frame().unwrap();
     assert_eq!(first.event, "system.connected");
-    assert_eq!(our_programs(), OUR_PROGRAMS.len(), "every program loaded while a client watches");
+    assert_eq!(
+        our_programs(),
+        OUR_PROGRAMS.len(),
+        "every program loaded while a client watches"
+    );
 
     // a request made now reaches this client within a second
     let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -113,24 +157,44 @@ fn probes_only_while_someone_watches() {
         }
     });
     let sent = Instant::now();
-    let st = Command::new("curl").args(["-sS", "-o", "/dev/null", &format!("http://127.0.0.1:{sport}/lifecycle-probe")]).status().unwrap();
+    let st = Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            &format!("http://127.0.0.1:{sport}/lifecycle-probe"),
+        ])
+        .status()
+        .unwrap();
     assert!(st.success());
     let frame = loop {
         let f = sse.next_frame().expect("stream open");
-        if f.event == "request.http_transaction" && f.data["data"]["summary"]["path"] == "/lifecycle-probe" {
+        if f.event == "request.http_transaction"
+            && f.data["data"]["summary"]["path"] == "/lifecycle-probe"
+        {
             break f;
         }
     };
     let latency = sent.elapsed();
     assert_eq!(frame.data["data"]["summary"]["status"], 204);
-    assert!(latency < Duration::from_secs(1), "first transaction took {latency:?}");
+    assert!(
+        latency < Duration::from_secs(1),
+        "first transaction took {latency:?}"
+    );
 
     drop(sse);
     // still attached during the grace period, gone after it
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(our_programs(), OUR_PROGRAMS.len(), "probes stay attached during the grace period");
-    wait_until(10, "probes detached after the grace period", || our_programs() == 0);
-    let h: serde_json::Value = serde_json::from_slice(&get(addr, "/devtools/api/health", &[]).body).unwrap();
+    assert_eq!(
+        our_programs(),
+        OUR_PROGRAMS.len(),
+        "probes stay attached during the grace period"
+    );
+    wait_until(10, "probes detached after the grace period", || {
+        our_programs() == 0
+    });
+    let h: serde_json::Value =
+        serde_json::from_slice(&get(addr, "/devtools/api/health", &[]).body).unwrap();
     assert_eq!(h["attached"], false, "{h}");
     assert_eq!(h["clients"], 0, "{h}");
 }

@@ -122,7 +122,7 @@ impl Processes {
                     .unwrap_or(&h.comm)
                     .to_string();
             }
-            if info.user.is_empty() {
+            if info.user.is_empty() && h.uid != u32::MAX {
                 info.uid = h.uid;
                 info.user = self
                     .users
@@ -212,6 +212,23 @@ impl Processes {
                 self.hints.remove(&old);
             }
         }
+    }
+
+    /// The task name a connect/accept record carried: names the process if it is gone
+    /// before /proc is read and no exec record was seen.
+    pub fn comm_hint(&mut self, pid: u32, comm: String) {
+        if self.cache.contains_key(&pid) || self.hints.contains_key(&pid) || comm.is_empty() {
+            return;
+        }
+        self.hints.insert(
+            pid,
+            ExecHint {
+                filename: String::new(),
+                comm,
+                uid: u32::MAX,
+            },
+        );
+        self.hint_order.push_back(pid);
     }
 
     /// The process is gone: returns what was known (reading /proc one last time if it

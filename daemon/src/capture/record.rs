@@ -43,6 +43,7 @@ pub enum Record {
         local: Option<SocketAddr>,
         remote: Option<SocketAddr>,
         sk: u64,
+        comm: String,
     },
     Accept {
         pid: u32,
@@ -50,6 +51,7 @@ pub enum Record {
         fd: i32,
         ts_ns: u64,
         remote: Option<SocketAddr>,
+        comm: String,
     },
     Close {
         pid: u32,
@@ -174,6 +176,7 @@ pub fn parse(buf: &[u8]) -> Result<Record, RecordError> {
                     local: addr(&e.local),
                     remote: addr(&e.remote),
                     sk: e.sk,
+                    comm: comm(&e.comm),
                 }
             } else {
                 Record::Accept {
@@ -182,6 +185,7 @@ pub fn parse(buf: &[u8]) -> Result<Record, RecordError> {
                     fd: h.fd,
                     ts_ns: h.ts_ns,
                     remote: addr(&e.remote),
+                    comm: comm(&e.comm),
                 }
             }
         }
@@ -322,6 +326,7 @@ mod tests {
             remote,
             ret: 0,
             sk: 0,
+            comm: [0; 16],
         };
         match parse(&bytes_of(&ev)).unwrap() {
             Record::Connect { local, remote, .. } => {
