@@ -42,10 +42,12 @@ export class Stream {
     this.setState(this.retries ? 'reconnecting' : 'connecting', { retries: this.retries });
     const es = new this.ES(this.url);
     this.es = es;
+    // The stream is live once the daemon says so (`system.connected` comes after the
+    // probes are attached), not when the HTTP response opens: traffic before that is
+    // not captured, and the indicator must not claim otherwise.
     es.onopen = () => {
       this.retries = 0;
       this.stoppedReason = null;
-      this.setState('live');
     };
     es.onerror = () => {
       if (es !== this.es) return;
@@ -74,7 +76,7 @@ export class Stream {
         if (topic === 'system.disconnected') {
           this.stoppedReason = (env.data && env.data.reason) || 'daemon stopped';
           this.setState('stopped', { reason: this.stoppedReason });
-        } else if (topic === 'system.connected' && this.state !== 'live') {
+        } else if (topic === 'system.connected') {
           this.stoppedReason = null;
           this.setState('live');
         }

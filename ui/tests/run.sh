@@ -3,7 +3,8 @@
 # Chromium. Installs the npm test dependency (playwright-core) when it is missing.
 #   bash ui/tests/run.sh            # fixture server
 #   QTAP_URL=http://localhost:10001 bash ui/tests/run.sh   # against a running daemon
-# Env: CHROMIUM (default /usr/bin/chromium), SKIP_BROWSER=1 to run the unit tests only.
+# Env: CHROMIUM (default /usr/bin/chromium), SKIP_BROWSER=1 to run the unit tests only,
+# SKIP_UNIT=1 to run the browser tests only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,8 +14,10 @@ if ! command -v node >/dev/null; then
 fi
 
 status=0
-echo "== unit tests (node --test tests/unit/)"
-node --test tests/unit/ || status=1
+if [[ "${SKIP_UNIT:-}" != 1 ]]; then
+  echo "== unit tests (node --test tests/unit/)"
+  node --test tests/unit/ || status=1
+fi
 
 if [[ "${SKIP_BROWSER:-}" == 1 ]]; then
   exit "$status"

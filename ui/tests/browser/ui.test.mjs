@@ -257,11 +257,12 @@ test('keyboard: Up/Down move between rows and update the detail, Esc closes it',
     await row(page, 'health').first().click();
     const url = () => page.locator('.kv.general .kv-row').first().locator('.kv-v').textContent();
     assert.match(await url(), /\/health$/);
-    await page.keyboard.press('ArrowDown');
+    // against the daemon each request is a row twice (curl's side and the server's side)
+    const per = h.real ? 2 : 1;
+    for (let i = 0; i < per; i++) await page.keyboard.press('ArrowDown');
     await until(async () => /orders\?dry_run=false$/.test(await url()), 'moved down');
     await until(async () => (await page.locator('.row.selected .name-text').allTextContents()).join() === 'orders?dry_run=false', 'row highlighted');
-    await page.keyboard.press('ArrowUp');
-    await page.keyboard.press('ArrowUp');
+    for (let i = 0; i < 2 * per; i++) await page.keyboard.press('ArrowUp');
     await until(async () => /widgets$/.test(await url()), 'moved up twice');
     // the splitter resizes the list
     const before = (await page.locator('#grid').boundingBox()).width;
