@@ -36,6 +36,9 @@ pub enum ConnKey {
 
 /// Bytes of a handshake kept to read SNI and version.
 const HELLO_BUF: usize = 16 * 1024;
+/// Bytes of a connection whose client side is still unknown after which it is taken
+/// for another protocol.
+const UNDECIDED_LIMIT: u64 = 4096;
 /// Remembered ESTABLISHED tuples waiting for their connect/accept record.
 const PENDING_TUPLES: usize = 4096;
 
@@ -86,6 +89,8 @@ struct Conn {
     http: Option<HttpConn>,
     /// bytes were given to the HTTP parser
     fed: bool,
+    /// bytes seen while neither side was known to be the client
+    undecided: u64,
     seq: u64,
     /// wire bytes as seen in user space (the kernel's counters win at close)
     bytes_sent: u64,
@@ -200,6 +205,7 @@ impl Tracker {
             ssl: [Reasm::default(), Reasm::default()],
             http: Some(HttpConn::new(limits)),
             fed: false,
+            undecided: 0,
             seq: 0,
             bytes_sent: 0,
             bytes_recv: 0,
@@ -462,7 +468,9 @@ impl Tracker {
                     }
                     return;
                 }
-                self.feed(key, dir, lost, fresh, ts);
+                if self.feed(key, dir, lost, fresh, ts) {
+                    self.mute(key, k);
+                }
             }
             Source::OpenSsl => {
                 if !c.library {
@@ -507,9 +515,11 @@ impl Tracker {
         }
     }
 
-    fn feed(&mut self, key: ConnKey, dir: Dir, lost: u64, fresh: &[u8], ts: Timestamp) {
+    /// Feeds the HTTP parser. Returns true when the connection turned out not to carry
+    /// HTTP/1.x (the caller then tells the kernel to stop copying its bytes).
+    fn feed(&mut self, key: ConnKey, dir: Dir, lost: u64, fresh: &[u8], ts: Timestamp) -> bool {
         let Some(c) = self.conns.get_mut(&key) else {
-            return;
+            return false;
         };
         if c.direction.is_none() && !fresh.is_empty() {
             // which side speaks first with a request line is the client
@@ -521,12 +531,21 @@ impl Tracker {
                 });
             }
         }
-        let Some(direction) = c.direction else { return };
+        let Some(direction) = c.direction else {
+            // neither side opened with a request line in the first bytes: not HTTP/1.x
+            c.undecided += fresh.len() as u64;
+            if c.undecided > UNDECIDED_LIMIT {
+                c.http = None;
+                self.emit_opened(key);
+                return true;
+            }
+            return false;
+        };
         let side = match (direction, dir) {
             (Direction::Egress, Dir::Send) | (Direction::Ingress, Dir::Recv) => Side::Client,
             _ => Side::Server,
         };
-        let Some(h) = c.http.as_mut() else { return };
+        let Some(h) = c.http.as_mut() else { return true };
         let mut done = Vec::new();
         if lost > 0 {
             self.lost_stream_bytes += lost;
@@ -536,15 +555,24 @@ impl Tracker {
             c.fed = true;
             done.extend(h.feed(side, fresh, ts));
         }
-        if h.is_not_http() {
+        let not_http = h.is_not_http();
+        if not_http {
             c.http = None;
-            if !c.muted && c.fd >= 0 && !c.library {
-                c.muted = true;
-            }
         }
         self.emit_opened(key);
         for ex in done {
             self.emit_exchange(key, ex);
+        }
+        not_http
+    }
+
+    /// Stops the kernel copying a socket's bytes (user space cannot use them).
+    fn mute(&mut self, key: ConnKey, k: &mut dyn KernelControl) {
+        if let Some(c) = self.conns.get_mut(&key) {
+            if !c.muted && c.fd >= 0 {
+                c.muted = true;
+                k.set_sock_state(c.pid, c.fd, Some(qtap_common::sock_state::MUTE));
+            }
         }
     }
 

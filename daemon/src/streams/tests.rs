@@ -402,3 +402,29 @@ fn three_keepalive_requests_in_order() {
         .collect();
     assert_eq!(paths, ["/n0", "/n1", "/n2"]);
 }
+
+#[test]
+fn other_protocols_are_muted_in_the_kernel() {
+    let me = std::process::id();
+    let mut t = tracker();
+    let mut k = FakeKernel::default();
+    t.handle(
+        Record::Connect {
+            pid: me,
+            tid: me,
+            fd: 11,
+            ts_ns: 1,
+            local: None,
+            remote: Some("127.0.0.1:6379".parse().unwrap()),
+            sk: 9,
+            comm: "t".into(),
+        },
+        &wall,
+        &mut k,
+    );
+    t.handle(data(me, 11, 0, Dir::Send, Source::Syscall, 0, b"*1\r\n$4\r\nPING\r\n", 2), &wall, &mut k);
+    assert!(k.calls.contains(&(me, 11, Some(qtap_common::sock_state::MUTE))), "{:?}", k.calls);
+    let evs = t.drain();
+    assert!(transactions(&evs).is_empty());
+    assert!(evs.iter().any(|e| matches!(e, Event::ConnectionOpened(_))));
+}
