@@ -190,12 +190,7 @@ fn run(
                     if let Record::Exec { pid, .. } = rec {
                         // the executable is there at once (a static OpenSSL); libraries
                         // are mapped by the loader a little later
-                        let new = cap.attach_libs_of(pid);
-                        if !new.is_empty() {
-                            if let Ok(mut p) = probes.lock() {
-                                p.extend(new);
-                            }
-                        }
+                        add_probes(&probes, cap.attach_libs_of(pid));
                         let t = Instant::now();
                         for d in [30, 250, 900] {
                             scans
@@ -218,12 +213,7 @@ fn run(
         let due: Vec<Instant> = scans.range(..=now).map(|(k, _)| *k).collect();
         for k in due {
             for pid in scans.remove(&k).unwrap_or_default() {
-                let new = cap.attach_libs_of(pid);
-                if !new.is_empty() {
-                    if let Ok(mut p) = probes.lock() {
-                        p.extend(new);
-                    }
-                }
+                add_probes(&probes, cap.attach_libs_of(pid));
             }
         }
         if now.duration_since(last_tick) >= Duration::from_secs(1) {
@@ -290,5 +280,13 @@ impl crate::hub::ProbeControl for Engine {
                 * u64::from(qtap_common::MAX_CHUNKS_PER_CALL),
             ..configured
         }
+    }
+}
+
+fn add_probes(probes: &Mutex<Vec<ProbeStatus>>, new: Vec<ProbeStatus>) {
+    if !new.is_empty()
+        && let Ok(mut p) = probes.lock()
+    {
+        p.extend(new);
     }
 }

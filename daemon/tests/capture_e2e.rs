@@ -534,18 +534,43 @@ fn server_dying_mid_response_loses_nothing_sent() {
 #[test]
 fn ipv6_loopback_both_sides() {
     let trace = Trace::start(&[]);
-    let mut child = Command::new("python3").arg(fixtures().join("server.py")).arg("--v6").stdout(Stdio::piped()).spawn().unwrap();
+    let mut child = Command::new("python3")
+        .arg(fixtures().join("server.py"))
+        .arg("--v6")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     let _server = Proc(child);
     let port: u16 = line.trim().parse().unwrap();
     let tok = token("v6");
-    let (_, out) = run(Command::new("curl").args(["-sS", "-g", &format!("http://[::1]:{port}/hello"), "-H", &format!("Authorization: Bearer {tok}")]));
+    let (_, out) = run(Command::new("curl").args([
+        "-sS",
+        "-g",
+        &format!("http://[::1]:{port}/hello"),
+        "-H",
+        &format!("Authorization: Bearer {tok}"),
+    ]));
     assert_eq!(out, "hello from python");
     let eg = trace.transaction("egress", &tok);
-    assert_eq!(eg["transaction"]["network"]["remote"], format!("[::1]:{port}"));
-    assert!(eg["transaction"]["network"]["local"].as_str().unwrap().starts_with("[::1]:"), "{eg:#}");
+    assert_eq!(
+        eg["transaction"]["network"]["remote"],
+        format!("[::1]:{port}")
+    );
+    assert!(
+        eg["transaction"]["network"]["local"]
+            .as_str()
+            .unwrap()
+            .starts_with("[::1]:"),
+        "{eg:#}"
+    );
     let ing = trace.transaction("ingress", &tok);
-    assert_eq!(ing["transaction"]["network"]["local"], format!("[::1]:{port}"));
+    assert_eq!(
+        ing["transaction"]["network"]["local"],
+        format!("[::1]:{port}")
+    );
     assert_exchange(&ing, "GET", "/hello", 200, "hello from python");
 }

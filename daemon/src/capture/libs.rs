@@ -120,33 +120,6 @@ pub fn pids(proc_root: &Path) -> Vec<u32> {
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names() {
-        assert!(is_libssl_name("libssl.so.3"));
-        assert!(is_libssl_name("libssl.so.1.1"));
-        assert!(is_libssl_name("libssl-8f1b3c.so.3"));
-        assert!(!is_libssl_name("libssl.a"));
-        assert!(!is_libssl_name("libcrypto.so.3"));
-    }
-
-    #[test]
-    fn maps_lines() {
-        let maps = "7f00-7f10 r--p 00000000 08:01 123 /usr/lib/x86_64-linux-gnu/libssl.so.3\n\
-7f10-7f20 r-xp 00010000 08:01 123 /usr/lib/x86_64-linux-gnu/libssl.so.3\n\
-7f20-7f30 r-xp 00000000 08:01 124 /usr/lib/x86_64-linux-gnu/libcrypto.so.3\n\
-7f30-7f40 r-xp 00000000 00:00 0 [heap]\n\
-7f40-7f50 r-xp 00000000 08:01 125 /opt/app/lib/libssl.so.1.1 (deleted)\n";
-        assert_eq!(
-            libssl_paths_in_maps(maps),
-            vec!["/usr/lib/x86_64-linux-gnu/libssl.so.3".to_string()]
-        );
-    }
-}
-
 /// The executable of `pid`, opened through its root.
 pub fn exe_of(proc_root: &Path, pid: u32) -> Option<LibFile> {
     let base = proc_root.join(pid.to_string());
@@ -239,5 +212,32 @@ impl Drop for Mmap {
     fn drop(&mut self) {
         // SAFETY: unmapping our own mapping.
         unsafe { libc::munmap(self.ptr, self.len) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(is_libssl_name("libssl.so.3"));
+        assert!(is_libssl_name("libssl.so.1.1"));
+        assert!(is_libssl_name("libssl-8f1b3c.so.3"));
+        assert!(!is_libssl_name("libssl.a"));
+        assert!(!is_libssl_name("libcrypto.so.3"));
+    }
+
+    #[test]
+    fn maps_lines() {
+        let maps = "7f00-7f10 r--p 00000000 08:01 123 /usr/lib/x86_64-linux-gnu/libssl.so.3\n\
+7f10-7f20 r-xp 00010000 08:01 123 /usr/lib/x86_64-linux-gnu/libssl.so.3\n\
+7f20-7f30 r-xp 00000000 08:01 124 /usr/lib/x86_64-linux-gnu/libcrypto.so.3\n\
+7f30-7f40 r-xp 00000000 00:00 0 [heap]\n\
+7f40-7f50 r-xp 00000000 08:01 125 /opt/app/lib/libssl.so.1.1 (deleted)\n";
+        assert_eq!(
+            libssl_paths_in_maps(maps),
+            vec!["/usr/lib/x86_64-linux-gnu/libssl.so.3".to_string()]
+        );
     }
 }

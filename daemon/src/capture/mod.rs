@@ -205,11 +205,6 @@ impl Capture {
         if OBJECT.is_empty() {
             return Err(CaptureError::NoObject);
         }
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 && !std::env::var_os("QTAP_SKIP_ROOT_CHECK").is_some() {
-            // Capabilities alone can work; try, and explain on failure.
-            tracing::debug!("not running as root; relying on capabilities");
-        }
         ensure_tracefs()?;
         let self_tgid = std::process::id();
         let mut ebpf = EbpfLoader::new()

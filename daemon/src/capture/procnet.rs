@@ -114,10 +114,10 @@ pub fn tcp_fds(proc_root: &Path, pid: u32, table: &HashMap<u64, TcpEntry>) -> Ve
         let Some(inode) = link.to_str().and_then(socket_inode) else {
             continue;
         };
-        if let Some(t) = table.get(&inode) {
-            if t.state != 10 {
-                out.push((fd, *t));
-            }
+        if let Some(t) = table.get(&inode)
+            && t.state != 10
+        {
+            out.push((fd, *t));
         }
     }
     out

@@ -184,7 +184,7 @@ impl Tracker {
         if self.announced.insert(pid) {
             self.out.push(Event::ProcessStarted(info.to_started()));
         }
-        let limits = self.limits.clone();
+        let limits = self.limits;
         self.conns.entry(key).or_insert_with(|| Conn {
             id,
             pid,
@@ -408,11 +408,10 @@ impl Tracker {
             Source::Syscall => ConnKey::Fd(pid, fd),
             Source::OpenSsl if fd >= 0 => {
                 // an SSL* first seen without its fd: merge into the socket connection
-                if let Some(old) = self.ssl_to_fd.insert((pid, ssl), ConnKey::Fd(pid, fd)) {
-                    if old != ConnKey::Fd(pid, fd) {
+                if let Some(old) = self.ssl_to_fd.insert((pid, ssl), ConnKey::Fd(pid, fd))
+                    && old != ConnKey::Fd(pid, fd) {
                         self.close_key(old, ts, None);
                     }
-                }
                 ConnKey::Fd(pid, fd)
             }
             Source::OpenSsl => *self
@@ -477,7 +476,7 @@ impl Tracker {
                     // plaintext from the library replaces the raw stream from here on
                     c.library = true;
                     c.tls = true;
-                    c.http = Some(HttpConn::new(self.limits.clone()));
+                    c.http = Some(HttpConn::new(self.limits));
                     if c.fd >= 0 && !c.muted {
                         c.muted = true;
                         k.set_sock_state(c.pid, c.fd, Some(qtap_common::sock_state::MUTE));
@@ -545,7 +544,9 @@ impl Tracker {
             (Direction::Egress, Dir::Send) | (Direction::Ingress, Dir::Recv) => Side::Client,
             _ => Side::Server,
         };
-        let Some(h) = c.http.as_mut() else { return true };
+        let Some(h) = c.http.as_mut() else {
+            return true;
+        };
         let mut done = Vec::new();
         if lost > 0 {
             self.lost_stream_bytes += lost;
@@ -568,12 +569,11 @@ impl Tracker {
 
     /// Stops the kernel copying a socket's bytes (user space cannot use them).
     fn mute(&mut self, key: ConnKey, k: &mut dyn KernelControl) {
-        if let Some(c) = self.conns.get_mut(&key) {
-            if !c.muted && c.fd >= 0 {
+        if let Some(c) = self.conns.get_mut(&key)
+            && !c.muted && c.fd >= 0 {
                 c.muted = true;
                 k.set_sock_state(c.pid, c.fd, Some(qtap_common::sock_state::MUTE));
             }
-        }
     }
 
     fn emit_opened(&mut self, key: ConnKey) {

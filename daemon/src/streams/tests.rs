@@ -29,6 +29,7 @@ fn wall(k: u64) -> Timestamp {
     Timestamp(1_700_000_000_000_000_000 + k)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn data(
     pid: u32,
     fd: i32,
@@ -422,8 +423,26 @@ fn other_protocols_are_muted_in_the_kernel() {
         &wall,
         &mut k,
     );
-    t.handle(data(me, 11, 0, Dir::Send, Source::Syscall, 0, b"*1\r\n$4\r\nPING\r\n", 2), &wall, &mut k);
-    assert!(k.calls.contains(&(me, 11, Some(qtap_common::sock_state::MUTE))), "{:?}", k.calls);
+    t.handle(
+        data(
+            me,
+            11,
+            0,
+            Dir::Send,
+            Source::Syscall,
+            0,
+            b"*1\r\n$4\r\nPING\r\n",
+            2,
+        ),
+        &wall,
+        &mut k,
+    );
+    assert!(
+        k.calls
+            .contains(&(me, 11, Some(qtap_common::sock_state::MUTE))),
+        "{:?}",
+        k.calls
+    );
     let evs = t.drain();
     assert!(transactions(&evs).is_empty());
     assert!(evs.iter().any(|e| matches!(e, Event::ConnectionOpened(_))));

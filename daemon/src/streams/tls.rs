@@ -47,10 +47,7 @@ fn handshake(data: &[u8]) -> Option<(u8, &[u8])> {
         return None;
     }
     r.take(2)?;
-    let rec = r.vec16().or_else(|| {
-        // record not complete yet: parse what is there
-        None
-    })?;
+    let rec = r.vec16()?;
     let mut h = Reader { b: rec };
     let ty = h.u8()?;
     let len = h.u24()?;
