@@ -43,6 +43,8 @@ pub mod source {
     pub const SYSCALL: u8 = 0;
     /// OpenSSL/BoringSSL-compatible `SSL_read`/`SSL_write` (and `_ex`), plaintext
     pub const OPENSSL: u8 = 1;
+    /// GnuTLS `gnutls_record_send`/`gnutls_record_recv`, plaintext
+    pub const GNUTLS: u8 = 2;
 }
 
 /// Values of the `SOCKS` map (what the kernel does with a (tgid, fd)).

@@ -76,7 +76,9 @@ pub struct SslArgs {
     /// `size_t *` of the `_ex` variants (bytes done), 0 for the plain ones
     pub ex_len: u64,
     pub direction: u8,
-    pub _pad: [u8; 7],
+    /// `source::OPENSSL` or `source::GNUTLS`
+    pub source: u8,
+    pub _pad: [u8; 6],
 }
 
 #[map]

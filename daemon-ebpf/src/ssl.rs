@@ -1,5 +1,5 @@
 //! OpenSSL (and API-compatible BoringSSL/LibreSSL) plaintext: `SSL_write`, `SSL_read`
-//! and their `_ex` forms. Entry saves (ssl, buf) per thread; the syscall inside the call
+//! and their `_ex` forms; GnuTLS's `gnutls_record_send`/`gnutls_record_recv`. Entry saves (ssl, buf) per thread; the syscall inside the call
 //! tells the fd (see `data`); the return probe copies what the call moved.
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
@@ -15,7 +15,7 @@ use crate::{
 };
 
 #[inline(always)]
-fn enter(ctx: &ProbeContext, dir: u8, ex: bool) -> u32 {
+fn enter(ctx: &ProbeContext, dir: u8, ex: bool, src: u8) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     if (pid_tgid >> 32) as u32 == self_tgid() {
         return 0;
@@ -31,7 +31,8 @@ fn enter(ctx: &ProbeContext, dir: u8, ex: bool) -> u32 {
         buf,
         ex_len,
         direction: dir,
-        _pad: [0; 7],
+        source: src,
+        _pad: [0; 6],
     };
     let _ = SSL_ARGS.insert(&pid_tgid, &a, 0);
     0
@@ -109,7 +110,7 @@ fn exit(ctx: &RetProbeContext) -> u32 {
         ssl: a.ssl,
         pos,
         direction: a.direction,
-        source: source::OPENSSL,
+        source: a.source,
     };
     emit(&meta, a.buf, 0, n);
     0
@@ -117,22 +118,35 @@ fn exit(ctx: &RetProbeContext) -> u32 {
 
 #[uprobe]
 pub fn ssl_write(ctx: ProbeContext) -> u32 {
-    enter(&ctx, direction::SEND, false)
+    enter(&ctx, direction::SEND, false, source::OPENSSL)
 }
 
 #[uprobe]
 pub fn ssl_write_ex(ctx: ProbeContext) -> u32 {
-    enter(&ctx, direction::SEND, true)
+    enter(&ctx, direction::SEND, true, source::OPENSSL)
 }
 
 #[uprobe]
 pub fn ssl_read(ctx: ProbeContext) -> u32 {
-    enter(&ctx, direction::RECV, false)
+    enter(&ctx, direction::RECV, false, source::OPENSSL)
 }
 
 #[uprobe]
 pub fn ssl_read_ex(ctx: ProbeContext) -> u32 {
-    enter(&ctx, direction::RECV, true)
+    enter(&ctx, direction::RECV, true, source::OPENSSL)
+}
+
+/// `ssize_t gnutls_record_send(gnutls_session_t, const void *data, size_t size)`: the
+/// same shape as `SSL_write`; the session pointer plays the role of the `SSL*`.
+#[uprobe]
+pub fn gnutls_send(ctx: ProbeContext) -> u32 {
+    enter(&ctx, direction::SEND, false, source::GNUTLS)
+}
+
+/// `ssize_t gnutls_record_recv(gnutls_session_t, void *data, size_t size)`.
+#[uprobe]
+pub fn gnutls_recv(ctx: ProbeContext) -> u32 {
+    enter(&ctx, direction::RECV, false, source::GNUTLS)
 }
 
 #[uretprobe]

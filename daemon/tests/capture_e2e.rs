@@ -574,3 +574,40 @@ fn ipv6_loopback_both_sides() {
     );
     assert_exchange(&ing, "GET", "/hello", 200, "hello from python");
 }
+
+#[test]
+fn tls_gnutls_wget_client() {
+    let c = certs();
+    let trace = Trace::start(&[]);
+    let (_server, port) = python_server(Some(&c));
+    let tok = token("gnutls");
+    let (pid, out) = run(Command::new("wget").args([
+        "-q",
+        "-O",
+        "-",
+        "--no-check-certificate",
+        "--header",
+        &format!("Authorization: Bearer {tok}"),
+        &format!("https://127.0.0.1:{port}/hello"),
+    ]));
+    assert_eq!(out, "hello from python");
+    let eg = trace.transaction("egress", &tok);
+    assert_exchange(&eg, "GET", "/hello", 200, "hello from python");
+    assert_eq!(eg["summary"]["process"]["pid"], pid);
+    assert_eq!(eg["summary"]["process"]["exe"], "/usr/bin/wget");
+    assert_eq!(eg["summary"]["tls"], true);
+    let opened = trace.wait_for("connection.opened", Duration::from_secs(5), |d| {
+        d["connection_id"] == eg["summary"]["connection_id"]
+    });
+    assert_eq!(opened["tls"]["library"], "gnutls", "{opened:#}");
+    let probes = trace.all("system.connected");
+    assert!(
+        probes[0]["probes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["library"] == "gnutls" && p["status"] == "attached"),
+        "{:#}",
+        probes[0]
+    );
+}

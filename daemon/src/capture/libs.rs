@@ -32,9 +32,12 @@ pub const STANDARD_DIRS: &[&str] = &[
     "/usr/local/ssl/lib64",
 ];
 
-/// `libssl.so`, `libssl.so.3`, `libssl.so.1.1`, `libssl-abc123.so.3` (vendored wheels).
-pub fn is_libssl_name(name: &str) -> bool {
-    name.starts_with("libssl") && name.contains(".so") && !name.ends_with(".a")
+/// `libssl.so`, `libssl.so.3`, `libssl.so.1.1`, `libssl-abc123.so.3` (vendored wheels),
+/// `libgnutls.so.30`.
+pub fn is_tls_library_name(name: &str) -> bool {
+    (name.starts_with("libssl") || name.starts_with("libgnutls"))
+        && name.contains(".so")
+        && !name.ends_with(".a")
 }
 
 fn lib_file(open_path: PathBuf, shown_path: String) -> Option<LibFile> {
@@ -66,7 +69,7 @@ pub fn scan_standard_dirs() -> Vec<LibFile> {
         for e in rd.flatten() {
             let name = e.file_name();
             let Some(name) = name.to_str() else { continue };
-            if is_libssl_name(name) {
+            if is_tls_library_name(name) {
                 let p = Path::new(dir).join(name);
                 let shown = p.display().to_string();
                 if let Some(f) = lib_file(p, shown) {
@@ -79,7 +82,7 @@ pub fn scan_standard_dirs() -> Vec<LibFile> {
 }
 
 /// Paths of libssl files in a `/proc/PID/maps` text.
-pub fn libssl_paths_in_maps(maps: &str) -> Vec<String> {
+pub fn tls_library_paths_in_maps(maps: &str) -> Vec<String> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for line in maps.lines() {
@@ -91,7 +94,7 @@ pub fn libssl_paths_in_maps(maps: &str) -> Vec<String> {
             continue;
         }
         let name = path.rsplit('/').next().unwrap_or("");
-        if is_libssl_name(name) && seen.insert(path.to_string()) {
+        if is_tls_library_name(name) && seen.insert(path.to_string()) {
             out.push(path.to_string());
         }
     }
@@ -104,7 +107,7 @@ pub fn scan_pid(proc_root: &Path, pid: u32) -> Vec<LibFile> {
     let Ok(maps) = std::fs::read_to_string(base.join("maps")) else {
         return Vec::new();
     };
-    libssl_paths_in_maps(&maps)
+    tls_library_paths_in_maps(&maps)
         .into_iter()
         .filter_map(|p| lib_file(base.join("root").join(p.trim_start_matches('/')), p))
         .collect()
@@ -221,11 +224,12 @@ mod tests {
 
     #[test]
     fn names() {
-        assert!(is_libssl_name("libssl.so.3"));
-        assert!(is_libssl_name("libssl.so.1.1"));
-        assert!(is_libssl_name("libssl-8f1b3c.so.3"));
-        assert!(!is_libssl_name("libssl.a"));
-        assert!(!is_libssl_name("libcrypto.so.3"));
+        assert!(is_tls_library_name("libssl.so.3"));
+        assert!(is_tls_library_name("libssl.so.1.1"));
+        assert!(is_tls_library_name("libssl-8f1b3c.so.3"));
+        assert!(!is_tls_library_name("libssl.a"));
+        assert!(!is_tls_library_name("libcrypto.so.3"));
+        assert!(is_tls_library_name("libgnutls.so.30"));
     }
 
     #[test]
@@ -236,7 +240,7 @@ mod tests {
 7f30-7f40 r-xp 00000000 00:00 0 [heap]\n\
 7f40-7f50 r-xp 00000000 08:01 125 /opt/app/lib/libssl.so.1.1 (deleted)\n";
         assert_eq!(
-            libssl_paths_in_maps(maps),
+            tls_library_paths_in_maps(maps),
             vec!["/usr/lib/x86_64-linux-gnu/libssl.so.3".to_string()]
         );
     }

@@ -103,12 +103,34 @@ const TRACEPOINTS: &[(&str, &str)] = &[
     ("sched", "sched_process_exit"),
 ];
 
-/// (program, symbol) pairs attached to each OpenSSL-compatible library.
-const SSL_ENTRY: &[(&str, &str)] = &[
-    ("ssl_write", "SSL_write"),
-    ("ssl_read", "SSL_read"),
-    ("ssl_write_ex", "SSL_write_ex"),
-    ("ssl_read_ex", "SSL_read_ex"),
+/// A TLS library API the probes understand: (entry program, symbol) pairs, each also
+/// given the shared return probe `ssl_ret`.
+pub struct TlsApi {
+    pub library: &'static str,
+    pub entries: &'static [(&'static str, &'static str)],
+    /// symbols without which the library is not this API
+    pub required: &'static [&'static str],
+}
+
+pub const TLS_APIS: &[TlsApi] = &[
+    TlsApi {
+        library: "openssl",
+        entries: &[
+            ("ssl_write", "SSL_write"),
+            ("ssl_read", "SSL_read"),
+            ("ssl_write_ex", "SSL_write_ex"),
+            ("ssl_read_ex", "SSL_read_ex"),
+        ],
+        required: &["SSL_read", "SSL_write"],
+    },
+    TlsApi {
+        library: "gnutls",
+        entries: &[
+            ("gnutls_send", "gnutls_record_send"),
+            ("gnutls_recv", "gnutls_record_recv"),
+        ],
+        required: &["gnutls_record_send", "gnutls_record_recv"],
+    },
 ];
 
 /// Drop counts since the last call, by reason.
@@ -256,7 +278,7 @@ impl Capture {
             path: "kernel".into(),
             status: format!("attached ({} tracepoints)", TRACEPOINTS.len()),
         });
-        for (prog, _) in SSL_ENTRY {
+        for (prog, _) in TLS_APIS.iter().flat_map(|a| a.entries) {
             let p: &mut UProbe = ebpf
                 .program_mut(prog)
                 .ok_or_else(|| CaptureError::Load(format!("program {prog} missing")))?
@@ -326,49 +348,65 @@ impl Capture {
     }
 
     /// Attaches the TLS probes to one library file, once per distinct file. Returns the
-    /// new probe status when the file was new.
-    pub fn attach_lib(&mut self, lib: &libs::LibFile) -> Option<ProbeStatus> {
+    /// status of each TLS API found in a file not seen before.
+    pub fn attach_lib(&mut self, lib: &libs::LibFile) -> Vec<ProbeStatus> {
         if !self.attached_libs.insert((lib.dev, lib.ino)) {
-            return None;
+            return Vec::new();
         }
-        let names: Vec<&str> = SSL_ENTRY.iter().map(|(_, sym)| *sym).collect();
+        let names: Vec<&str> = TLS_APIS
+            .iter()
+            .flat_map(|a| a.entries.iter().map(|(_, s)| *s))
+            .collect();
         let offsets = match libs::symbol_offsets(&lib.open_path, &names) {
             Ok(o) => o,
             Err(e) => {
                 tracing::debug!(library = %lib.shown_path, error = %e, "not probed");
-                return None;
+                return Vec::new();
             }
         };
-        if !offsets.iter().any(|(n, _)| n == "SSL_read")
-            || !offsets.iter().any(|(n, _)| n == "SSL_write")
-        {
-            // e.g. NSS's libssl3.so: a libssl by name, not OpenSSL's API
-            tracing::debug!(library = %lib.shown_path, "no SSL_read/SSL_write: not an OpenSSL-compatible library");
-            return None;
+        let mut out = Vec::new();
+        for api in TLS_APIS {
+            if !api
+                .required
+                .iter()
+                .all(|r| offsets.iter().any(|(n, _)| n == r))
+            {
+                // e.g. NSS's libssl3.so: a libssl by name, not OpenSSL's API
+                continue;
+            }
+            out.push(self.attach_api(lib, api, &offsets));
         }
+        if out.is_empty() {
+            tracing::debug!(library = %lib.shown_path, "no TLS API the probes know");
+        }
+        out
+    }
+
+    fn attach_api(
+        &mut self,
+        lib: &libs::LibFile,
+        api: &TlsApi,
+        offsets: &[(String, u64)],
+    ) -> ProbeStatus {
         let mut attached = Vec::new();
+        let mut missing = Vec::new();
         let mut failure = None;
-        for (prog, sym) in SSL_ENTRY {
+        for (prog, sym) in api.entries {
             let Some((_, off)) = offsets.iter().find(|(n, _)| n == sym) else {
+                missing.push(*sym);
                 continue;
             };
             let r = (|| -> Result<(), String> {
-                let p: &mut UProbe = self
-                    .ebpf
-                    .program_mut(prog)
-                    .ok_or("program missing")?
-                    .try_into()
-                    .map_err(|e| format!("{e}"))?;
-                p.attach(*off, &lib.open_path, UProbeScope::AllProcesses)
-                    .map_err(|e| error_chain(&e))?;
-                let r: &mut UProbe = self
-                    .ebpf
-                    .program_mut("ssl_ret")
-                    .ok_or("program missing")?
-                    .try_into()
-                    .map_err(|e| format!("{e}"))?;
-                r.attach(*off, &lib.open_path, UProbeScope::AllProcesses)
-                    .map_err(|e| error_chain(&e))?;
+                for name in [*prog, "ssl_ret"] {
+                    let p: &mut UProbe = self
+                        .ebpf
+                        .program_mut(name)
+                        .ok_or("program missing")?
+                        .try_into()
+                        .map_err(|e| format!("{e}"))?;
+                    p.attach(*off, &lib.open_path, UProbeScope::AllProcesses)
+                        .map_err(|e| error_chain(&e))?;
+                }
                 Ok(())
             })();
             match r {
@@ -376,11 +414,6 @@ impl Capture {
                 Err(e) => failure = Some(format!("{sym}: {e}")),
             }
         }
-        let missing: Vec<&str> = names
-            .iter()
-            .copied()
-            .filter(|n| !offsets.iter().any(|(m, _)| m == n))
-            .collect();
         let status = match (&failure, attached.is_empty()) {
             (Some(e), true) => format!("failed: {e}"),
             (Some(e), false) => format!("partly attached ({}); {e}", attached.join(", ")),
@@ -399,15 +432,15 @@ impl Capture {
         if status.starts_with("failed") {
             tracing::warn!(library = %shown, %status, "TLS library not probed");
         } else {
-            tracing::info!(library = %shown, %status, "TLS probes attached");
+            tracing::info!(library = %shown, tls = api.library, %status, "TLS probes attached");
         }
         let st = ProbeStatus {
-            library: "openssl".into(),
+            library: api.library.into(),
             path: shown,
             status,
         };
         self.probes.push(st.clone());
-        Some(st)
+        st
     }
 
     /// Attaches to the TLS libraries `pid` maps that are not probed yet, and to its
@@ -415,7 +448,7 @@ impl Capture {
     pub fn attach_libs_of(&mut self, pid: u32) -> Vec<ProbeStatus> {
         let mut out: Vec<ProbeStatus> = libs::scan_pid(&self.cfg.proc_root, pid)
             .iter()
-            .filter_map(|l| self.attach_lib(l))
+            .flat_map(|l| self.attach_lib(l))
             .collect();
         if let Some(exe) = libs::exe_of(&self.cfg.proc_root, pid) {
             let key = (exe.dev, exe.ino);

@@ -17,6 +17,18 @@ pub enum Dir {
 pub enum Source {
     Syscall,
     OpenSsl,
+    GnuTls,
+}
+
+impl Source {
+    /// The TLS library name shown to users, for library plaintext.
+    pub fn library(self) -> Option<&'static str> {
+        match self {
+            Source::Syscall => None,
+            Source::OpenSsl => Some("openssl"),
+            Source::GnuTls => Some("gnutls"),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -144,7 +156,9 @@ pub fn parse(buf: &[u8]) -> Result<Record, RecordError> {
             } else {
                 Dir::Recv
             };
-            let src = if buf[off + 29] == source::OPENSSL {
+            let src = if buf[off + 29] == source::GNUTLS {
+                Source::GnuTls
+            } else if buf[off + 29] == source::OPENSSL {
                 Source::OpenSsl
             } else {
                 Source::Syscall

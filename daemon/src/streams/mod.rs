@@ -83,7 +83,7 @@ struct Conn {
     hello: [Vec<u8>; 2],
     muted: bool,
     /// plaintext arrived from a TLS library for this connection
-    library: bool,
+    library: Option<&'static str>,
     raw: [Reasm; 2],
     ssl: [Reasm; 2],
     http: Option<HttpConn>,
@@ -200,7 +200,7 @@ impl Tracker {
             sni: None,
             hello: [Vec::new(), Vec::new()],
             muted: false,
-            library: false,
+            library: None,
             raw: [Reasm::default(), Reasm::default()],
             ssl: [Reasm::default(), Reasm::default()],
             http: Some(HttpConn::new(limits)),
@@ -406,15 +406,16 @@ impl Tracker {
     ) {
         let key = match source {
             Source::Syscall => ConnKey::Fd(pid, fd),
-            Source::OpenSsl if fd >= 0 => {
+            Source::OpenSsl | Source::GnuTls if fd >= 0 => {
                 // an SSL* first seen without its fd: merge into the socket connection
                 if let Some(old) = self.ssl_to_fd.insert((pid, ssl), ConnKey::Fd(pid, fd))
-                    && old != ConnKey::Fd(pid, fd) {
-                        self.close_key(old, ts, None);
-                    }
+                    && old != ConnKey::Fd(pid, fd)
+                {
+                    self.close_key(old, ts, None);
+                }
                 ConnKey::Fd(pid, fd)
             }
-            Source::OpenSsl => *self
+            Source::OpenSsl | Source::GnuTls => *self
                 .ssl_to_fd
                 .get(&(pid, ssl))
                 .unwrap_or(&ConnKey::Ssl(pid, ssl)),
@@ -438,7 +439,7 @@ impl Tracker {
             Source::Syscall => {
                 let (lost, fresh) = c.raw[d].accept(pos, bytes);
                 let lost = lost + unseen;
-                if c.library || c.muted {
+                if c.library.is_some() || c.muted {
                     return;
                 }
                 if c.tls || (lost == 0 && !c.fed && tls::looks_like_tls(fresh)) {
@@ -471,10 +472,10 @@ impl Tracker {
                     self.mute(key, k);
                 }
             }
-            Source::OpenSsl => {
-                if !c.library {
+            Source::OpenSsl | Source::GnuTls => {
+                if c.library.is_none() {
                     // plaintext from the library replaces the raw stream from here on
-                    c.library = true;
+                    c.library = source.library();
                     c.tls = true;
                     c.http = Some(HttpConn::new(self.limits));
                     if c.fd >= 0 && !c.muted {
@@ -570,10 +571,12 @@ impl Tracker {
     /// Stops the kernel copying a socket's bytes (user space cannot use them).
     fn mute(&mut self, key: ConnKey, k: &mut dyn KernelControl) {
         if let Some(c) = self.conns.get_mut(&key)
-            && !c.muted && c.fd >= 0 {
-                c.muted = true;
-                k.set_sock_state(c.pid, c.fd, Some(qtap_common::sock_state::MUTE));
-            }
+            && !c.muted
+            && c.fd >= 0
+        {
+            c.muted = true;
+            k.set_sock_state(c.pid, c.fd, Some(qtap_common::sock_state::MUTE));
+        }
     }
 
     fn emit_opened(&mut self, key: ConnKey) {
@@ -593,7 +596,7 @@ impl Tracker {
             tls: c.tls.then(|| TlsInfo {
                 version: c.tls_version.clone(),
                 sni: c.sni.clone(),
-                library: c.library.then(|| "openssl".to_string()),
+                library: c.library.map(str::to_string),
             }),
             container: None,
         };
