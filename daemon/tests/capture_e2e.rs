@@ -331,7 +331,9 @@ fn tls_curl_and_nginx_both_sides() {
     let (pid, out) = run(Command::new("curl").args([
         "-sSk",
         "--http1.1",
-        &format!("https://127.0.0.1:{port}/x"),
+        "--resolve",
+        &format!("localhost:{port}:127.0.0.1"),
+        &format!("https://localhost:{port}/x"),
         "-H",
         &format!("Authorization: Bearer {tok}"),
     ]));
@@ -341,13 +343,19 @@ fn tls_curl_and_nginx_both_sides() {
     assert_eq!(eg["summary"]["process"]["exe"], "/usr/bin/curl");
     assert_eq!(eg["summary"]["process"]["pid"], pid);
     assert_eq!(eg["summary"]["tls"], true);
-    assert!(
-        eg["transaction"]["request"]["url"]
-            .as_str()
-            .unwrap()
-            .starts_with("https://")
+    assert_eq!(
+        eg["transaction"]["request"]["url"],
+        format!("https://localhost:{port}/x")
     );
     let ing = trace.transaction("ingress", &tok);
+    // what the handshake tells, on both sides
+    for tx in [&eg, &ing] {
+        assert_eq!(tx["transaction"]["network"]["sni"], "localhost", "{tx:#}");
+        let v = tx["transaction"]["network"]["tls_version"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(v.starts_with("TLSv1."), "{tx:#}");
+    }
     assert_exchange(&ing, "GET", "/x", 200, "hello from nginx");
     assert!(
         ing["summary"]["process"]["exe"]
