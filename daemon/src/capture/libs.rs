@@ -58,24 +58,40 @@ fn lib_file(open_path: PathBuf, shown_path: String) -> Option<LibFile> {
 
 /// libssl files in the standard directories of the host.
 pub fn scan_standard_dirs() -> Vec<LibFile> {
+    scan_dirs_under(Path::new("/"))
+}
+
+/// libssl files in the standard directories under `root` (`/`, or a container's root
+/// as `/proc/PID/root`), shown with their paths as seen under that root.
+pub fn scan_dirs_under(root: &Path) -> Vec<LibFile> {
     let mut out = Vec::new();
     for dir in STANDARD_DIRS {
-        let Ok(rd) = std::fs::read_dir(dir) else {
+        let Ok(rd) = std::fs::read_dir(root.join(dir.trim_start_matches('/'))) else {
             continue;
         };
         for e in rd.flatten() {
             let name = e.file_name();
             let Some(name) = name.to_str() else { continue };
             if is_libssl_name(name) {
-                let p = Path::new(dir).join(name);
-                let shown = p.display().to_string();
-                if let Some(f) = lib_file(p, shown) {
+                let shown = Path::new(dir).join(name).display().to_string();
+                if let Some(f) = lib_file(e.path(), shown) {
                     out.push(f);
                 }
             }
         }
     }
     out
+}
+
+/// (device, inode) of the root directory of `pid` (of this process's root for `None`),
+/// which tells a container's filesystem from the host's.
+pub fn root_id(proc_root: &Path, pid: Option<u32>) -> Option<(u64, u64)> {
+    let p = match pid {
+        Some(pid) => proc_root.join(pid.to_string()).join("root"),
+        None => PathBuf::from("/"),
+    };
+    let md = std::fs::metadata(p).ok()?;
+    Some((md.dev(), md.ino()))
 }
 
 /// Paths of libssl files in a `/proc/PID/maps` text.

@@ -144,6 +144,8 @@ pub struct Capture {
     attached_libs: HashSet<(u64, u64)>,
     /// executables already looked at for a static OpenSSL
     checked_exes: HashSet<(u64, u64)>,
+    /// root directories (ours, containers') whose library directories were scanned
+    scanned_roots: HashSet<(u64, u64)>,
     probes: Vec<ProbeStatus>,
     last_drops: [u64; drop_reason::COUNT as usize],
     /// CLOCK_REALTIME − CLOCK_MONOTONIC, in ns
@@ -302,6 +304,7 @@ impl Capture {
             cfg,
             attached_libs: HashSet::new(),
             checked_exes: HashSet::new(),
+            scanned_roots: libs::root_id(Path::new("/"), None).into_iter().collect(),
             probes,
             last_drops: [0; drop_reason::COUNT as usize],
             wall_offset,
@@ -417,11 +420,24 @@ impl Capture {
 
     /// Attaches to the TLS libraries `pid` maps that are not probed yet, and to its
     /// executable when that carries OpenSSL itself (statically linked, e.g. Node.js).
+    /// The first process seen with a root of its own (a container) also has its root's
+    /// library directories probed at once: its loader maps libssl only a moment after
+    /// exec, and a short-lived client may speak TLS before a later look at its maps.
     pub fn attach_libs_of(&mut self, pid: u32) -> Vec<ProbeStatus> {
-        let mut out: Vec<ProbeStatus> = libs::scan_pid(&self.cfg.proc_root, pid)
-            .iter()
-            .filter_map(|l| self.attach_lib(l))
-            .collect();
+        let mut out: Vec<ProbeStatus> = Vec::new();
+        if let Some(root) = libs::root_id(&self.cfg.proc_root, Some(pid)) {
+            if self.scanned_roots.insert(root) {
+                let base = self.cfg.proc_root.join(pid.to_string()).join("root");
+                for l in libs::scan_dirs_under(&base) {
+                    out.extend(self.attach_lib(&l));
+                }
+            }
+        }
+        out.extend(
+            libs::scan_pid(&self.cfg.proc_root, pid)
+                .iter()
+                .filter_map(|l| self.attach_lib(l)),
+        );
         if let Some(exe) = libs::exe_of(&self.cfg.proc_root, pid) {
             let key = (exe.dev, exe.ino);
             if !self.attached_libs.contains(&key) && self.checked_exes.insert(key) {

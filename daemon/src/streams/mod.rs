@@ -162,7 +162,10 @@ impl Tracker {
             .map(|(p, _)| *p)
             .collect();
         pids.into_iter()
-            .map(|p| Event::ProcessStarted(self.procs.get(p).to_started()))
+            .map(|p| {
+                let info = self.procs.get(p);
+                Event::ProcessStarted(self.procs.started(&info))
+            })
             .collect()
     }
 
@@ -177,7 +180,8 @@ impl Tracker {
         // read /proc now, while the process surely lives
         let info = self.procs.get(pid);
         if self.announced.insert(pid) {
-            self.out.push(Event::ProcessStarted(info.to_started()));
+            self.out
+                .push(Event::ProcessStarted(self.procs.started(&info)));
         }
         let limits = self.limits.clone();
         self.conns.entry(key).or_insert_with(|| Conn {
@@ -556,6 +560,10 @@ impl Tracker {
             return;
         }
         c.opened_emitted = true;
+        let container = self
+            .procs
+            .cached(c.pid)
+            .and_then(|p| self.procs.container_of(p));
         let ev = ConnectionOpened {
             connection_id: c.id.clone(),
             pid: c.pid,
@@ -567,7 +575,7 @@ impl Tracker {
                 sni: c.sni.clone(),
                 library: c.library.then(|| "openssl".to_string()),
             }),
-            container: None,
+            container,
         };
         self.out.push(Event::ConnectionOpened(ev));
     }
@@ -581,7 +589,8 @@ impl Tracker {
             Some(p) => p.clone(),
             None => self.procs.get(c.pid),
         };
-        let ev = transaction::build(c, &info, ex);
+        let container = self.procs.container_of(&info);
+        let ev = transaction::build(c, &info, container, ex);
         self.out.push(Event::HttpTransaction(Box::new(ev)));
     }
 
@@ -624,7 +633,8 @@ impl Tracker {
 
     /// Processes known to have a connection, for `process.started` snapshots.
     pub fn started(&mut self, pid: u32) -> ProcessStarted {
-        self.procs.get(pid).to_started()
+        let info = self.procs.get(pid);
+        self.procs.started(&info)
     }
 }
 
