@@ -19,6 +19,11 @@
 //! inside a container) names the innermost one. Anything else (host processes, systemd
 //! services, user sessions, ids of other lengths) is no container.
 
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
 /// `docker`, `containerd`, `cri-o`, `podman`
 pub type Runtime = &'static str;
 
@@ -90,10 +95,101 @@ pub fn parse_cgroup(text: &str) -> Option<(Runtime, String)> {
         .find_map(parse_path)
 }
 
-/// The container `pid` lives in, if any (`None` too when /proc cannot be read).
-pub fn of_pid(proc_root: &std::path::Path, pid: u32) -> Option<(Runtime, String)> {
+/// The container `pid` lives in: `Some(None)` for none, `None` when /proc could not say
+/// (the process is gone).
+pub fn of_pid(proc_root: &Path, pid: u32) -> Option<Option<(Runtime, String)>> {
     let text = std::fs::read_to_string(proc_root.join(pid.to_string()).join("cgroup")).ok()?;
-    parse_cgroup(&text)
+    Some(parse_cgroup(&text))
+}
+
+/// Where the cgroup v2 hierarchy is mounted, from a `/proc/self/mountinfo` text
+/// (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on hybrid hosts).
+pub fn cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|l| {
+        let (pre, post) = l.split_once(" - ")?;
+        let mount = pre.split_whitespace().nth(4)?;
+        (post.split_whitespace().next()? == "cgroup2").then(|| PathBuf::from(mount))
+    })
+}
+
+/// Walks of the hierarchy at most this often (ids not found in between stay unknown).
+const REWALK: Duration = Duration::from_millis(100);
+/// Directories read at most per walk.
+const MAX_DIRS: usize = 100_000;
+
+/// cgroup v2 ids (what the kernel side reads at exec) → cgroup paths. A v2 cgroup's id is
+/// the inode number of its directory, so a walk of the hierarchy maps them; it is redone
+/// when an id is not found (a container started since).
+pub struct CgroupPaths {
+    mount: Option<PathBuf>,
+    by_id: HashMap<u64, String>,
+    walked: Option<Instant>,
+}
+
+impl CgroupPaths {
+    pub fn new(mount: Option<PathBuf>) -> Self {
+        CgroupPaths {
+            mount,
+            by_id: HashMap::new(),
+            walked: None,
+        }
+    }
+
+    /// This host's hierarchy.
+    pub fn host() -> Self {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        Self::new(cgroup2_mount(&info))
+    }
+
+    /// The path (`/docker/<id>`) of a cgroup id.
+    pub fn path(&mut self, id: u64) -> Option<String> {
+        if id == 0 {
+            return None;
+        }
+        if let Some(p) = self.by_id.get(&id) {
+            return Some(p.clone());
+        }
+        if self.walked.is_some_and(|t| t.elapsed() < REWALK) {
+            return None;
+        }
+        self.walk();
+        self.by_id.get(&id).cloned()
+    }
+
+    fn walk(&mut self) {
+        self.walked = Some(Instant::now());
+        self.by_id.clear();
+        let Some(mount) = self.mount.clone() else {
+            return;
+        };
+        let mut stack = vec![(mount, String::new())];
+        let mut seen = 0;
+        while let Some((dir, rel)) = stack.pop() {
+            seen += 1;
+            if seen > MAX_DIRS {
+                break;
+            }
+            if let Ok(md) = std::fs::metadata(&dir) {
+                self.by_id.insert(
+                    md.ino(),
+                    if rel.is_empty() {
+                        "/".into()
+                    } else {
+                        rel.clone()
+                    },
+                );
+            }
+            let Ok(rd) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    stack.push((e.path(), format!("{rel}/{name}")));
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -228,8 +324,48 @@ mod tests {
 
     #[test]
     fn this_test_runs_on_the_host_or_is_recognised() {
-        // must not panic, whatever this machine is
-        let _ = of_pid(std::path::Path::new("/proc"), std::process::id());
-        assert_eq!(of_pid(std::path::Path::new("/nonexistent"), 1), None);
+        // readable, whatever this machine is
+        assert!(of_pid(Path::new("/proc"), std::process::id()).is_some());
+        assert_eq!(of_pid(Path::new("/nonexistent"), 1), None);
+    }
+
+    #[test]
+    fn cgroup2_mount_points() {
+        let hybrid = "35 25 0:30 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n\
+            36 35 0:31 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n\
+            37 35 0:32 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n";
+        assert_eq!(
+            cgroup2_mount(hybrid),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
+        let pure =
+            "30 23 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate\n";
+        assert_eq!(cgroup2_mount(pure), Some(PathBuf::from("/sys/fs/cgroup")));
+        assert_eq!(
+            cgroup2_mount("37 35 0:32 / /x rw - cgroup cgroup rw,cpu\n"),
+            None
+        );
+    }
+
+    #[test]
+    fn cgroup_ids_are_directory_inodes() {
+        // a directory tree standing in for the hierarchy
+        let root = std::env::temp_dir().join(format!("qtap-cg-{}", std::process::id()));
+        let leaf = root.join("docker").join(ID);
+        std::fs::create_dir_all(&leaf).unwrap();
+        let ino = std::fs::metadata(&leaf).unwrap().ino();
+        let mut p = CgroupPaths::new(Some(root.clone()));
+        let path = p.path(ino).unwrap();
+        assert_eq!(path, format!("/docker/{ID}"));
+        assert_eq!(parse_path(&path), Some((DOCKER, ID.to_string())));
+        assert_eq!(p.path(0), None);
+        // a directory made after the walk is found by the next one (not sooner than REWALK)
+        let late = root.join("docker").join("late");
+        std::fs::create_dir_all(&late).unwrap();
+        let ino = std::fs::metadata(&late).unwrap().ino();
+        std::thread::sleep(REWALK);
+        assert_eq!(p.path(ino).as_deref(), Some("/docker/late"));
+        assert_eq!(CgroupPaths::new(None).path(ino), None);
+        let _ = std::fs::remove_dir_all(root);
     }
 }

@@ -100,6 +100,7 @@ pub struct Processes {
     hints: HashMap<u32, ExecHint>,
     hint_order: std::collections::VecDeque<u32>,
     docker: Option<DockerNames>,
+    cgroups: container::CgroupPaths,
 }
 
 impl Processes {
@@ -114,6 +115,7 @@ impl Processes {
             hints: HashMap::new(),
             hint_order: Default::default(),
             docker: None,
+            cgroups: container::CgroupPaths::host(),
         }
     }
 
@@ -124,13 +126,18 @@ impl Processes {
         self
     }
 
-    /// The container `pid` lives in, as known now; never waits on Docker.
-    fn read_container(&self, pid: u32) -> Option<Container> {
-        let (runtime, id) = container::of_pid(&self.proc_root, pid)?;
-        Some(match &self.docker {
-            Some(d) if runtime == container::DOCKER => d.lookup(&id),
-            _ => docker::bare(runtime, &id),
-        })
+    /// The container `pid` lives in, as known now; never waits on Docker. `None` when
+    /// /proc could not say (the process is gone).
+    fn read_container(&self, pid: u32) -> Option<Option<Container>> {
+        let found = container::of_pid(&self.proc_root, pid)?;
+        Some(found.map(|(runtime, id)| self.name(runtime, &id)))
+    }
+
+    fn name(&self, runtime: container::Runtime, id: &str) -> Container {
+        match &self.docker {
+            Some(d) if runtime == container::DOCKER => d.lookup(id),
+            _ => docker::bare(runtime, id),
+        }
     }
 
     /// The freshest view of a process's container: Docker may have named it (or renamed
@@ -230,7 +237,7 @@ impl Processes {
             cmdline,
             uid: if uid == u32::MAX { 0 } else { uid },
             user,
-            container: self.read_container(pid),
+            container: self.read_container(pid).flatten(),
         }
     }
 
@@ -245,9 +252,17 @@ impl Processes {
     }
 
     /// After exec the same pid runs another program; remember what exec said.
-    pub fn exec(&mut self, pid: u32, filename: String, comm: String, uid: u32) {
+    /// `cgroup_id` (the kernel's, at exec) names the container when /proc no longer can.
+    pub fn exec(&mut self, pid: u32, filename: String, comm: String, uid: u32, cgroup_id: u64) {
         self.cache.remove(&pid);
-        let container = self.read_container(pid);
+        let container = match self.read_container(pid) {
+            Some(c) => c,
+            None => self
+                .cgroups
+                .path(cgroup_id)
+                .and_then(|p| container::parse_path(&p))
+                .map(|(runtime, id)| self.name(runtime, &id)),
+        };
         if self
             .hints
             .insert(
@@ -317,7 +332,7 @@ mod tests {
     #[test]
     fn a_process_gone_before_proc_is_read_is_named_by_its_exec() {
         let mut p = Processes::new(Path::new("/nonexistent-proc"));
-        p.exec(4242, "/usr/bin/curl".into(), "curl".into(), 0);
+        p.exec(4242, "/usr/bin/curl".into(), "curl".into(), 0, 0);
         let i = p.get(4242);
         assert_eq!(
             (i.exe.as_str(), i.name.as_str(), i.user.as_str()),

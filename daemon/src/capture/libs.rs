@@ -48,12 +48,46 @@ fn lib_file(open_path: PathBuf, shown_path: String) -> Option<LibFile> {
         Ok(m) if m.dev() == md.dev() && m.ino() == md.ino() => PathBuf::from(&shown_path),
         _ => open_path,
     };
+    let (dev, ino) = if on_overlay(&open_path) {
+        overlay_id(&md)
+    } else {
+        (md.dev(), md.ino())
+    };
     Some(LibFile {
         open_path,
         shown_path,
-        dev: md.dev(),
-        ino: md.ino(),
+        dev,
+        ino,
     })
+}
+
+/// statfs(2) magic of overlayfs (container roots).
+const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
+
+fn on_overlay(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: a zeroed statfs for the call to fill.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid C string and a valid statfs pointer.
+    (unsafe { libc::statfs(c.as_ptr(), &mut st) } == 0)
+        && i64::from(st.f_type) == OVERLAYFS_SUPER_MAGIC
+}
+
+/// Marks identities made by `overlay_id` (no real device number has these bits).
+const OVERLAY_TAG: u64 = 0x6f76_6c00_0000_0000;
+
+/// The identity of a file seen through overlayfs. Each overlay mount (each container)
+/// shows stat(2) a device of its own, but the kernel maps, and uprobes attach to, the file
+/// of the layer underneath, which every container of one image shares. With the layers
+/// on one filesystem (Docker's and containerd's default) overlayfs reports that file's
+/// own inode number, so (inode, size, mtime) names it across containers; keyed by stat's
+/// device, the same library would be probed again for every container.
+pub fn overlay_id(md: &std::fs::Metadata) -> (u64, u64) {
+    let stamp = (md.mtime() as u64).wrapping_mul(1_000_000_007) ^ md.mtime_nsec() as u64;
+    (OVERLAY_TAG ^ (md.size().rotate_left(24) ^ stamp), md.ino())
 }
 
 /// libssl files in the standard directories of the host.
@@ -147,6 +181,19 @@ mod tests {
         assert!(is_libssl_name("libssl-8f1b3c.so.3"));
         assert!(!is_libssl_name("libssl.a"));
         assert!(!is_libssl_name("libcrypto.so.3"));
+    }
+
+    #[test]
+    fn identity_of_a_plain_file_is_its_stat_and_overlay_ones_are_tagged() {
+        let exe = std::env::current_exe().unwrap();
+        let md = std::fs::metadata(&exe).unwrap();
+        let name = exe.file_name().unwrap().to_str().unwrap().to_string();
+        let f = lib_file(exe.clone(), name).unwrap();
+        assert_eq!((f.dev, f.ino), (md.dev(), md.ino()));
+        let (dev, ino) = overlay_id(&md);
+        assert_eq!(ino, md.ino());
+        assert_ne!(dev, md.dev());
+        assert_eq!(overlay_id(&md), (dev, ino), "stable");
     }
 
     #[test]

@@ -336,11 +336,23 @@ impl Capture {
     /// Attaches the TLS probes to one library file, once per distinct file. Returns the
     /// new probe status when the file was new.
     pub fn attach_lib(&mut self, lib: &libs::LibFile) -> Option<ProbeStatus> {
-        if !self.attached_libs.insert((lib.dev, lib.ino)) {
+        if self.attached_libs.contains(&(lib.dev, lib.ino)) {
             return None;
         }
+        // Held open while attaching, and attached through /proc/self/fd: a path under
+        // /proc/PID/root/ is gone as soon as a short-lived container process exits,
+        // while the probes attach to the file itself and outlive it.
+        let file = match std::fs::File::open(&lib.open_path) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::debug!(library = %lib.shown_path, error = %e, "cannot open: not probed");
+                return None;
+            }
+        };
+        self.attached_libs.insert((lib.dev, lib.ino));
+        let fd_path = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
         let names: Vec<&str> = SSL_ENTRY.iter().map(|(_, sym)| *sym).collect();
-        let offsets = match libs::symbol_offsets(&lib.open_path, &names) {
+        let offsets = match libs::symbol_offsets(&fd_path, &names) {
             Ok(o) => o,
             Err(e) => {
                 tracing::debug!(library = %lib.shown_path, error = %e, "not probed");
@@ -367,7 +379,7 @@ impl Capture {
                     .ok_or("program missing")?
                     .try_into()
                     .map_err(|e| format!("{e}"))?;
-                p.attach(*off, &lib.open_path, UProbeScope::AllProcesses)
+                p.attach(*off, &fd_path, UProbeScope::AllProcesses)
                     .map_err(|e| error_chain(&e))?;
                 let r: &mut UProbe = self
                     .ebpf
@@ -375,7 +387,7 @@ impl Capture {
                     .ok_or("program missing")?
                     .try_into()
                     .map_err(|e| format!("{e}"))?;
-                r.attach(*off, &lib.open_path, UProbeScope::AllProcesses)
+                r.attach(*off, &fd_path, UProbeScope::AllProcesses)
                     .map_err(|e| error_chain(&e))?;
                 Ok(())
             })();

@@ -64,6 +64,8 @@ pub enum Record {
         comm: String,
         uid: u32,
         filename: String,
+        /// cgroup v2 id of the process
+        cgroup_id: u64,
     },
     Exit {
         pid: u32,
@@ -210,6 +212,7 @@ pub fn parse(buf: &[u8]) -> Result<Record, RecordError> {
                     comm: comm(&e.comm),
                     uid: e.uid,
                     filename,
+                    cgroup_id: e.cgroup_id,
                 }
             } else {
                 Record::Exit {

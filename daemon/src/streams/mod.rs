@@ -361,8 +361,9 @@ impl Tracker {
                 comm,
                 uid,
                 filename,
+                cgroup_id,
                 ..
-            } => self.procs.exec(pid, filename, comm, uid),
+            } => self.procs.exec(pid, filename, comm, uid, cgroup_id),
             Record::Exit { pid, ts_ns, comm } => {
                 let ts = wall(ts_ns);
                 let keys: Vec<ConnKey> = self
