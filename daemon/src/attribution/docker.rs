@@ -247,10 +247,11 @@ impl DockerNames {
                 None => {}
             }
         }
-        if let Ok(mut c) = self.shared.cache.write() {
-            if !c.contains_key(id) && self.requests.try_send(id.to_string()).is_ok() {
-                c.insert(id.to_string(), Slot::Asked);
-            }
+        if let Ok(mut c) = self.shared.cache.write()
+            && !c.contains_key(id)
+            && self.requests.try_send(id.to_string()).is_ok()
+        {
+            c.insert(id.to_string(), Slot::Asked);
         }
         bare(DOCKER, id)
     }
@@ -332,7 +333,7 @@ async fn connect(cfg: &DockerConfig) -> Outcome<bollard::Docker> {
                 {
                     server
                 } else {
-                    ours.clone()
+                    *ours
                 };
                 return bollard::Docker::connect_with_unix(&path, secs, &use_v)
                     .map_err(|e| e.to_string());

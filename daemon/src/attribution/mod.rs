@@ -144,10 +144,10 @@ impl Processes {
     /// it) since the process was read.
     pub fn container_of(&self, info: &ProcessInfo) -> Option<Container> {
         let c = info.container.as_ref()?;
-        if c.runtime == container::DOCKER {
-            if let Some(k) = self.docker.as_ref().and_then(|d| d.known(&c.id)) {
-                return Some(k);
-            }
+        if c.runtime == container::DOCKER
+            && let Some(k) = self.docker.as_ref().and_then(|d| d.known(&c.id))
+        {
+            return Some(k);
         }
         Some(c.clone())
     }

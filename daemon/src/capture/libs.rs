@@ -72,8 +72,7 @@ fn on_overlay(path: &Path) -> bool {
     // SAFETY: a zeroed statfs for the call to fill.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: a valid C string and a valid statfs pointer.
-    (unsafe { libc::statfs(c.as_ptr(), &mut st) } == 0)
-        && i64::from(st.f_type) == OVERLAYFS_SUPER_MAGIC
+    (unsafe { libc::statfs(c.as_ptr(), &mut st) } == 0) && st.f_type == OVERLAYFS_SUPER_MAGIC
 }
 
 /// Marks identities made by `overlay_id` (no real device number has these bits).

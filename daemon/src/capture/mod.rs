@@ -437,12 +437,12 @@ impl Capture {
     /// exec, and a short-lived client may speak TLS before a later look at its maps.
     pub fn attach_libs_of(&mut self, pid: u32) -> Vec<ProbeStatus> {
         let mut out: Vec<ProbeStatus> = Vec::new();
-        if let Some(root) = libs::root_id(&self.cfg.proc_root, Some(pid)) {
-            if self.scanned_roots.insert(root) {
-                let base = self.cfg.proc_root.join(pid.to_string()).join("root");
-                for l in libs::scan_dirs_under(&base) {
-                    out.extend(self.attach_lib(&l));
-                }
+        if let Some(root) = libs::root_id(&self.cfg.proc_root, Some(pid))
+            && self.scanned_roots.insert(root)
+        {
+            let base = self.cfg.proc_root.join(pid.to_string()).join("root");
+            for l in libs::scan_dirs_under(&base) {
+                out.extend(self.attach_lib(&l));
             }
         }
         out.extend(

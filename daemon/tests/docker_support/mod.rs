@@ -80,10 +80,10 @@ fn rootfs_tar() -> PathBuf {
                 Some((_, r)) => r.split_whitespace().next(),
                 None => l.split_whitespace().next(),
             };
-            if let Some(p) = path.filter(|p| p.starts_with('/')) {
-                if !files.iter().any(|f| f == p) {
-                    files.push(p.to_string());
-                }
+            if let Some(p) = path.filter(|p| p.starts_with('/'))
+                && !files.iter().any(|f| f == p)
+            {
+                files.push(p.to_string());
             }
         }
     }
