@@ -106,18 +106,28 @@ fn rootfs_tar() -> PathBuf {
     tar
 }
 
-/// Imports the test rootfs into the engine at `socket` as each of `tags` (once per run).
+/// Imports the test rootfs into the engine at `socket` as each of `tags`, unless the
+/// engine has that tag already (so reruns leave no untagged images behind).
 pub fn image(socket: &str, tags: &[&str]) {
     static TAR: OnceLock<PathBuf> = OnceLock::new();
     static DONE: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    let tar = TAR.get_or_init(rootfs_tar);
     let mut done = DONE.lock().unwrap();
     for tag in tags {
         let key = format!("{socket} {tag}");
-        if !done.contains(&key) {
-            sh(docker(socket).arg("import").arg(tar).arg(tag));
-            done.push(key);
+        if done.contains(&key) {
+            continue;
         }
+        let present = docker(socket)
+            .args(["image", "inspect", tag])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !present {
+            let tar = TAR.get_or_init(rootfs_tar);
+            sh(docker(socket).arg("import").arg(tar).arg(tag));
+        }
+        done.push(key);
     }
 }
 
