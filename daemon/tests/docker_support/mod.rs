@@ -96,7 +96,8 @@ fn rootfs_tar() -> PathBuf {
         files.iter().any(|f| f.contains("libssl")),
         "curl here does not load libssl: {files:?}"
     );
-    let tar = std::env::temp_dir().join(format!("qtap-e2e-rootfs-{}.tar", std::process::id()));
+    // one fixed path, rewritten by each run that needs it
+    let tar = std::env::temp_dir().join("qtap-e2e-rootfs.tar");
     // -h: copies of the files, not the host's symlinks
     sh(Command::new("tar")
         .args(["-chf"])
