@@ -161,6 +161,9 @@ pub struct ProcEvent {
     /// EXEC: the path given to exec (NUL-terminated), so a process that exits before
     /// user space reads /proc is still named
     pub filename: [u8; FILENAME_LEN],
+    /// the process's cgroup v2 id (the inode of its cgroup directory), so a process that
+    /// exits before user space reads /proc still names its container
+    pub cgroup_id: u64,
 }
 
 /// ESTABLISHED (server side): the tuple, for joining with ACCEPT.

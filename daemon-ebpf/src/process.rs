@@ -4,7 +4,7 @@ use aya_ebpf::{
     EbpfContext,
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_ktime_get_ns,
-        bpf_probe_read_kernel_str_bytes,
+        bpf_probe_read_kernel_str_bytes, generated::bpf_get_current_cgroup_id,
     },
     macros::tracepoint,
     programs::TracePointContext,
@@ -32,6 +32,8 @@ fn emit(ctx: &TracePointContext, kind: u32) {
         uid: bpf_get_current_uid_gid() as u32,
         _pad: 0,
         filename: [0; FILENAME_LEN],
+        // SAFETY: plain helper call (cgroup v2 id; the root's on v1-only hosts).
+        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
     };
     if kind == kind::EXEC {
         // sched_process_exec: `__data_loc char[] filename` at offset 8 (offset | len << 16)

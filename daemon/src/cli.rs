@@ -1,7 +1,9 @@
 //! Command line: `qtap --enable-dev-tools [...]` and `qtap trace [...]`.
+use crate::attribution::docker::DEFAULT_SOCKET as DEFAULT_DOCKER_SOCKET;
 use crate::events::parse_topics;
 use crate::hub::DEFAULT_MAX_BODY_BYTES;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:10001";
@@ -59,6 +61,12 @@ pub struct Cli {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_BODY_BYTES, global = true)]
     pub max_body_bytes: u64,
 
+    /// Docker's API socket, asked for the name, image and Compose/Kubernetes labels of
+    /// the containers that make requests. Without an answer containers are shown by id
+    /// and runtime. An empty value turns Docker lookups off.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_DOCKER_SOCKET, global = true)]
+    pub docker_socket: String,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -101,6 +109,8 @@ impl LogLevel {
 #[derive(Clone, Debug)]
 pub struct CaptureConfig {
     pub max_body_bytes: u64,
+    /// `None`: no Docker lookups
+    pub docker_socket: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug)]
@@ -133,6 +143,8 @@ impl Cli {
     pub fn mode(&self) -> Mode {
         let capture = CaptureConfig {
             max_body_bytes: self.max_body_bytes,
+            docker_socket: Some(PathBuf::from(&self.docker_socket))
+                .filter(|p| !p.as_os_str().is_empty()),
         };
         match &self.command {
             Some(Command::Trace(t)) => Mode::Trace(TraceConfig {
@@ -241,6 +253,10 @@ mod tests {
         assert_eq!(c.idle_timeout, Some(Duration::from_secs(600)));
         assert_eq!(c.grace, Duration::from_secs(5));
         assert_eq!(c.capture.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        assert_eq!(
+            c.capture.docker_socket.as_deref(),
+            Some(std::path::Path::new("/var/run/docker.sock"))
+        );
     }
 
     #[test]
@@ -294,6 +310,20 @@ mod tests {
             ["request.http_transaction", "system.dropped"]
         );
         assert_eq!(t.capture.max_body_bytes, 10);
+        let Mode::Trace(t) = parse(&["trace", "--docker-socket", "/run/d.sock"])
+            .unwrap()
+            .mode()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            t.capture.docker_socket.as_deref(),
+            Some(std::path::Path::new("/run/d.sock"))
+        );
+        let Mode::Trace(t) = parse(&["trace", "--docker-socket", ""]).unwrap().mode() else {
+            panic!()
+        };
+        assert_eq!(t.capture.docker_socket, None, "empty turns Docker off");
         let Mode::Trace(t) = parse(&["trace"]).unwrap().mode() else {
             panic!()
         };
@@ -325,6 +355,7 @@ mod tests {
             "--grace",
             "--log-level",
             "--max-body-bytes",
+            "--docker-socket",
             "trace",
         ] {
             assert!(h.contains(f), "help lacks {f}");

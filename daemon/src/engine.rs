@@ -7,6 +7,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::attribution::Processes;
+use crate::attribution::docker::{DockerConfig, DockerNames};
 use crate::capture::{Capture, CaptureConfig, CaptureError, Record};
 use crate::events::{Dropped, Event, ProbeStatus, Timestamp};
 use crate::http::BodyLimits;
@@ -16,6 +17,8 @@ use crate::streams::{KernelControl, Tracker, TrackerConfig};
 pub struct EngineConfig {
     pub capture: CaptureConfig,
     pub max_body_bytes: usize,
+    /// where to ask Docker for container names; `None`: containers by id only
+    pub docker: Option<DockerConfig>,
 }
 
 impl Default for EngineConfig {
@@ -23,6 +26,7 @@ impl Default for EngineConfig {
         EngineConfig {
             capture: CaptureConfig::default(),
             max_body_bytes: 1 << 20,
+            docker: Some(DockerConfig::default()),
         }
     }
 }
@@ -156,7 +160,11 @@ fn run(
     probes: Arc<Mutex<Vec<ProbeStatus>>>,
     snapshot: Arc<Mutex<Vec<Event>>>,
 ) {
-    let procs = Processes::new(cap.proc_root());
+    // the Docker client lives as long as the probes do
+    let mut procs = Processes::new(cap.proc_root());
+    if let Some(d) = cfg.docker.clone() {
+        procs = procs.with_docker(DockerNames::start(d));
+    }
     let mut tracker = Tracker::new(
         TrackerConfig {
             limits: BodyLimits {

@@ -2,7 +2,7 @@
 //!
 //! One module per stage of the data flow (see DESIGN.md): `capture` (kernel programs and
 //! their ring buffer) → `streams` (per-connection reassembly) → `http` (HTTP/1.x) →
-//! `attribution` (/proc) → `events` (the contract) → `hub` (fan-out, probe lifecycle) →
+//! `attribution` (/proc, cgroups → Docker) → `events` (the contract) → `hub` (fan-out, probe lifecycle) →
 //! `server` (SSE over hyper) and `cli`.
 pub mod attribution;
 pub mod capture;

@@ -2,6 +2,7 @@
 //! `make_engine`; the hub fans its events out to the HTTP server or to `qtap trace`.
 use anyhow::Context as _;
 use clap::Parser as _;
+use qtap::attribution::docker::DockerConfig;
 use qtap::cli::{CaptureConfig, Cli, DevToolsConfig, Mode, TraceConfig};
 use qtap::engine::{Engine, EngineConfig};
 use qtap::events::Limits;
@@ -16,6 +17,10 @@ use std::time::Duration;
 fn make_engine(cfg: &CaptureConfig) -> Arc<dyn ProbeControl> {
     Arc::new(Engine::new(EngineConfig {
         max_body_bytes: cfg.max_body_bytes as usize,
+        docker: cfg.docker_socket.clone().map(|socket| DockerConfig {
+            socket,
+            ..DockerConfig::default()
+        }),
         ..EngineConfig::default()
     }))
 }

@@ -1,10 +1,17 @@
 //! Who made a connection: pid, ppid, exe, cmdline, uid and user name, read from /proc
-//! once per process (and again after exec). Containers come from `container`.
+//! once per process (and again after exec), and the container it lives in: the id and
+//! runtime from its cgroup (`container`), the name, image and labels from Docker
+//! (`docker`). `exe` is the path as seen inside the container (what /proc/PID/exe
+//! says); `pid` is the host's.
+pub mod container;
+pub mod docker;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::events::{ProcessRef, ProcessStarted};
+use crate::events::{Container, ProcessRef, ProcessStarted};
+use docker::DockerNames;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProcessInfo {
@@ -15,6 +22,9 @@ pub struct ProcessInfo {
     pub cmdline: Vec<String>,
     pub uid: u32,
     pub user: String,
+    /// as known when the process was first read (see `Processes::container_of` for the
+    /// freshest view)
+    pub container: Option<Container>,
 }
 
 impl ProcessInfo {
@@ -35,7 +45,7 @@ impl ProcessInfo {
             cmdline: self.cmdline.clone(),
             user: self.user.clone(),
             uid: self.uid,
-            container: None,
+            container: self.container.clone(),
         }
     }
 }
@@ -76,6 +86,8 @@ struct ExecHint {
     filename: String,
     comm: String,
     uid: u32,
+    /// read at exec, while the process surely lives
+    container: Option<Container>,
 }
 
 /// Exec hints kept at most (oldest forgotten first).
@@ -87,6 +99,8 @@ pub struct Processes {
     users: HashMap<u32, String>,
     hints: HashMap<u32, ExecHint>,
     hint_order: std::collections::VecDeque<u32>,
+    docker: Option<DockerNames>,
+    cgroups: container::CgroupPaths,
 }
 
 impl Processes {
@@ -100,6 +114,49 @@ impl Processes {
             users,
             hints: HashMap::new(),
             hint_order: Default::default(),
+            docker: None,
+            cgroups: container::CgroupPaths::host(),
+        }
+    }
+
+    /// Names Docker containers through `names` (otherwise containers have an id and a
+    /// runtime only).
+    pub fn with_docker(mut self, names: DockerNames) -> Self {
+        self.docker = Some(names);
+        self
+    }
+
+    /// The container `pid` lives in, as known now; never waits on Docker. `None` when
+    /// /proc could not say (the process is gone).
+    fn read_container(&self, pid: u32) -> Option<Option<Container>> {
+        let found = container::of_pid(&self.proc_root, pid)?;
+        Some(found.map(|(runtime, id)| self.name(runtime, &id)))
+    }
+
+    fn name(&self, runtime: container::Runtime, id: &str) -> Container {
+        match &self.docker {
+            Some(d) if runtime == container::DOCKER => d.lookup(id),
+            _ => docker::bare(runtime, id),
+        }
+    }
+
+    /// The freshest view of a process's container: Docker may have named it (or renamed
+    /// it) since the process was read.
+    pub fn container_of(&self, info: &ProcessInfo) -> Option<Container> {
+        let c = info.container.as_ref()?;
+        if c.runtime == container::DOCKER
+            && let Some(k) = self.docker.as_ref().and_then(|d| d.known(&c.id))
+        {
+            return Some(k);
+        }
+        Some(c.clone())
+    }
+
+    /// `process.started` for a process, with its container as known now.
+    pub fn started(&self, info: &ProcessInfo) -> ProcessStarted {
+        ProcessStarted {
+            container: self.container_of(info),
+            ..info.to_started()
         }
     }
 
@@ -129,6 +186,9 @@ impl Processes {
                     .get(&h.uid)
                     .cloned()
                     .unwrap_or_else(|| h.uid.to_string());
+            }
+            if info.container.is_none() {
+                info.container = h.container.clone();
             }
         }
         info
@@ -177,6 +237,7 @@ impl Processes {
             cmdline,
             uid: if uid == u32::MAX { 0 } else { uid },
             user,
+            container: self.read_container(pid).flatten(),
         }
     }
 
@@ -191,8 +252,17 @@ impl Processes {
     }
 
     /// After exec the same pid runs another program; remember what exec said.
-    pub fn exec(&mut self, pid: u32, filename: String, comm: String, uid: u32) {
+    /// `cgroup_id` (the kernel's, at exec) names the container when /proc no longer can.
+    pub fn exec(&mut self, pid: u32, filename: String, comm: String, uid: u32, cgroup_id: u64) {
         self.cache.remove(&pid);
+        let container = match self.read_container(pid) {
+            Some(c) => c,
+            None => self
+                .cgroups
+                .path(cgroup_id)
+                .and_then(|p| container::parse_path(&p))
+                .map(|(runtime, id)| self.name(runtime, &id)),
+        };
         if self
             .hints
             .insert(
@@ -201,6 +271,7 @@ impl Processes {
                     filename,
                     comm,
                     uid,
+                    container,
                 },
             )
             .is_none()
@@ -226,6 +297,7 @@ impl Processes {
                 filename: String::new(),
                 comm,
                 uid: u32::MAX,
+                container: None,
             },
         );
         self.hint_order.push_back(pid);
@@ -278,7 +350,7 @@ mod tests {
     #[test]
     fn a_process_gone_before_proc_is_read_is_named_by_its_exec() {
         let mut p = Processes::new(Path::new("/nonexistent-proc"));
-        p.exec(4242, "/usr/bin/curl".into(), "curl".into(), 0);
+        p.exec(4242, "/usr/bin/curl".into(), "curl".into(), 0, 0);
         let i = p.get(4242);
         assert_eq!(
             (i.exe.as_str(), i.name.as_str(), i.user.as_str()),

@@ -51,34 +51,83 @@ fn lib_file(open_path: PathBuf, shown_path: String) -> Option<LibFile> {
         Ok(m) if m.dev() == md.dev() && m.ino() == md.ino() => PathBuf::from(&shown_path),
         _ => open_path,
     };
+    let (dev, ino) = if on_overlay(&open_path) {
+        overlay_id(&md)
+    } else {
+        (md.dev(), md.ino())
+    };
     Some(LibFile {
         open_path,
         shown_path,
-        dev: md.dev(),
-        ino: md.ino(),
+        dev,
+        ino,
     })
+}
+
+/// statfs(2) magic of overlayfs (container roots).
+const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
+
+fn on_overlay(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: a zeroed statfs for the call to fill.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid C string and a valid statfs pointer.
+    (unsafe { libc::statfs(c.as_ptr(), &mut st) } == 0) && st.f_type == OVERLAYFS_SUPER_MAGIC
+}
+
+/// Marks identities made by `overlay_id` (no real device number has these bits).
+const OVERLAY_TAG: u64 = 0x6f76_6c00_0000_0000;
+
+/// The identity of a file seen through overlayfs. Each overlay mount (each container)
+/// shows stat(2) a device of its own, but the kernel maps, and uprobes attach to, the file
+/// of the layer underneath, which every container of one image shares. With the layers
+/// on one filesystem (Docker's and containerd's default) overlayfs reports that file's
+/// own inode number, so (inode, size, mtime) names it across containers; keyed by stat's
+/// device, the same library would be probed again for every container.
+pub fn overlay_id(md: &std::fs::Metadata) -> (u64, u64) {
+    let stamp = (md.mtime() as u64).wrapping_mul(1_000_000_007) ^ md.mtime_nsec() as u64;
+    (OVERLAY_TAG ^ (md.size().rotate_left(24) ^ stamp), md.ino())
 }
 
 /// libssl files in the standard directories of the host.
 pub fn scan_standard_dirs() -> Vec<LibFile> {
+    scan_dirs_under(Path::new("/"))
+}
+
+/// libssl files in the standard directories under `root` (`/`, or a container's root
+/// as `/proc/PID/root`), shown with their paths as seen under that root.
+pub fn scan_dirs_under(root: &Path) -> Vec<LibFile> {
     let mut out = Vec::new();
     for dir in STANDARD_DIRS {
-        let Ok(rd) = std::fs::read_dir(dir) else {
+        let Ok(rd) = std::fs::read_dir(root.join(dir.trim_start_matches('/'))) else {
             continue;
         };
         for e in rd.flatten() {
             let name = e.file_name();
             let Some(name) = name.to_str() else { continue };
             if is_tls_library_name(name) {
-                let p = Path::new(dir).join(name);
-                let shown = p.display().to_string();
-                if let Some(f) = lib_file(p, shown) {
+                let shown = Path::new(dir).join(name).display().to_string();
+                if let Some(f) = lib_file(e.path(), shown) {
                     out.push(f);
                 }
             }
         }
     }
     out
+}
+
+/// (device, inode) of the root directory of `pid` (of this process's root for `None`),
+/// which tells a container's filesystem from the host's.
+pub fn root_id(proc_root: &Path, pid: Option<u32>) -> Option<(u64, u64)> {
+    let p = match pid {
+        Some(pid) => proc_root.join(pid.to_string()).join("root"),
+        None => PathBuf::from("/"),
+    };
+    let md = std::fs::metadata(p).ok()?;
+    Some((md.dev(), md.ino()))
 }
 
 /// Paths of libssl files in a `/proc/PID/maps` text.
@@ -122,6 +171,7 @@ pub fn pids(proc_root: &Path) -> Vec<u32> {
         .filter_map(|e| e.file_name().to_str()?.parse().ok())
         .collect()
 }
+
 
 /// The executable of `pid`, opened through its root.
 pub fn exe_of(proc_root: &Path, pid: u32) -> Option<LibFile> {
@@ -230,6 +280,19 @@ mod tests {
         assert!(!is_tls_library_name("libssl.a"));
         assert!(!is_tls_library_name("libcrypto.so.3"));
         assert!(is_tls_library_name("libgnutls.so.30"));
+    }
+
+    #[test]
+    fn identity_of_a_plain_file_is_its_stat_and_overlay_ones_are_tagged() {
+        let exe = std::env::current_exe().unwrap();
+        let md = std::fs::metadata(&exe).unwrap();
+        let name = exe.file_name().unwrap().to_str().unwrap().to_string();
+        let f = lib_file(exe.clone(), name).unwrap();
+        assert_eq!((f.dev, f.ino), (md.dev(), md.ino()));
+        let (dev, ino) = overlay_id(&md);
+        assert_eq!(ino, md.ino());
+        assert_ne!(dev, md.dev());
+        assert_eq!(overlay_id(&md), (dev, ino), "stable");
     }
 
     #[test]

@@ -166,6 +166,8 @@ pub struct Capture {
     attached_libs: HashSet<(u64, u64)>,
     /// executables already looked at for a static OpenSSL
     checked_exes: HashSet<(u64, u64)>,
+    /// root directories (ours, containers') whose library directories were scanned
+    scanned_roots: HashSet<(u64, u64)>,
     probes: Vec<ProbeStatus>,
     last_drops: [u64; drop_reason::COUNT as usize],
     /// CLOCK_REALTIME − CLOCK_MONOTONIC, in ns
@@ -319,6 +321,7 @@ impl Capture {
             cfg,
             attached_libs: HashSet::new(),
             checked_exes: HashSet::new(),
+            scanned_roots: libs::root_id(Path::new("/"), None).into_iter().collect(),
             probes,
             last_drops: [0; drop_reason::COUNT as usize],
             wall_offset,
@@ -350,14 +353,26 @@ impl Capture {
     /// Attaches the TLS probes to one library file, once per distinct file. Returns the
     /// status of each TLS API found in a file not seen before.
     pub fn attach_lib(&mut self, lib: &libs::LibFile) -> Vec<ProbeStatus> {
-        if !self.attached_libs.insert((lib.dev, lib.ino)) {
+        if self.attached_libs.contains(&(lib.dev, lib.ino)) {
             return Vec::new();
         }
+        // Held open while attaching, and attached through /proc/self/fd: a path under
+        // /proc/PID/root/ is gone as soon as a short-lived container process exits,
+        // while the probes attach to the file itself and outlive it.
+        let file = match std::fs::File::open(&lib.open_path) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::debug!(library = %lib.shown_path, error = %e, "cannot open: not probed");
+                return Vec::new();
+            }
+        };
+        self.attached_libs.insert((lib.dev, lib.ino));
+        let fd_path = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
         let names: Vec<&str> = TLS_APIS
             .iter()
             .flat_map(|a| a.entries.iter().map(|(_, s)| *s))
             .collect();
-        let offsets = match libs::symbol_offsets(&lib.open_path, &names) {
+        let offsets = match libs::symbol_offsets(&fd_path, &names) {
             Ok(o) => o,
             Err(e) => {
                 tracing::debug!(library = %lib.shown_path, error = %e, "not probed");
@@ -374,7 +389,7 @@ impl Capture {
                 // e.g. NSS's libssl3.so: a libssl by name, not OpenSSL's API
                 continue;
             }
-            out.push(self.attach_api(lib, api, &offsets));
+            out.push(self.attach_api(lib, &fd_path, api, &offsets));
         }
         if out.is_empty() {
             tracing::debug!(library = %lib.shown_path, "no TLS API the probes know");
@@ -385,6 +400,7 @@ impl Capture {
     fn attach_api(
         &mut self,
         lib: &libs::LibFile,
+        fd_path: &Path,
         api: &TlsApi,
         offsets: &[(String, u64)],
     ) -> ProbeStatus {
@@ -404,7 +420,7 @@ impl Capture {
                         .ok_or("program missing")?
                         .try_into()
                         .map_err(|e| format!("{e}"))?;
-                    p.attach(*off, &lib.open_path, UProbeScope::AllProcesses)
+                    p.attach(*off, fd_path, UProbeScope::AllProcesses)
                         .map_err(|e| error_chain(&e))?;
                 }
                 Ok(())
@@ -445,11 +461,24 @@ impl Capture {
 
     /// Attaches to the TLS libraries `pid` maps that are not probed yet, and to its
     /// executable when that carries OpenSSL itself (statically linked, e.g. Node.js).
+    /// The first process seen with a root of its own (a container) also has its root's
+    /// library directories probed at once: its loader maps libssl only a moment after
+    /// exec, and a short-lived client may speak TLS before a later look at its maps.
     pub fn attach_libs_of(&mut self, pid: u32) -> Vec<ProbeStatus> {
-        let mut out: Vec<ProbeStatus> = libs::scan_pid(&self.cfg.proc_root, pid)
-            .iter()
-            .flat_map(|l| self.attach_lib(l))
-            .collect();
+        let mut out: Vec<ProbeStatus> = Vec::new();
+        if let Some(root) = libs::root_id(&self.cfg.proc_root, Some(pid))
+            && self.scanned_roots.insert(root)
+        {
+            let base = self.cfg.proc_root.join(pid.to_string()).join("root");
+            for l in libs::scan_dirs_under(&base) {
+                out.extend(self.attach_lib(&l));
+            }
+        }
+        out.extend(
+            libs::scan_pid(&self.cfg.proc_root, pid)
+                .iter()
+                .flat_map(|l| self.attach_lib(l)),
+        );
         if let Some(exe) = libs::exe_of(&self.cfg.proc_root, pid) {
             let key = (exe.dev, exe.ino);
             if !self.attached_libs.contains(&key) && self.checked_exes.insert(key) {

@@ -78,6 +78,8 @@ pub enum Record {
         comm: String,
         uid: u32,
         filename: String,
+        /// cgroup v2 id of the process
+        cgroup_id: u64,
     },
     Exit {
         pid: u32,
@@ -228,6 +230,7 @@ pub fn parse(buf: &[u8]) -> Result<Record, RecordError> {
                     comm: comm(&e.comm),
                     uid: e.uid,
                     filename,
+                    cgroup_id: e.cgroup_id,
                 }
             } else {
                 Record::Exit {

@@ -167,7 +167,10 @@ impl Tracker {
             .map(|(p, _)| *p)
             .collect();
         pids.into_iter()
-            .map(|p| Event::ProcessStarted(self.procs.get(p).to_started()))
+            .map(|p| {
+                let info = self.procs.get(p);
+                Event::ProcessStarted(self.procs.started(&info))
+            })
             .collect()
     }
 
@@ -182,7 +185,8 @@ impl Tracker {
         // read /proc now, while the process surely lives
         let info = self.procs.get(pid);
         if self.announced.insert(pid) {
-            self.out.push(Event::ProcessStarted(info.to_started()));
+            self.out
+                .push(Event::ProcessStarted(self.procs.started(&info)));
         }
         let limits = self.limits;
         self.conns.entry(key).or_insert_with(|| Conn {
@@ -363,8 +367,9 @@ impl Tracker {
                 comm,
                 uid,
                 filename,
+                cgroup_id,
                 ..
-            } => self.procs.exec(pid, filename, comm, uid),
+            } => self.procs.exec(pid, filename, comm, uid, cgroup_id),
             Record::Exit { pid, ts_ns, comm } => {
                 let ts = wall(ts_ns);
                 let keys: Vec<ConnKey> = self
@@ -587,6 +592,10 @@ impl Tracker {
             return;
         }
         c.opened_emitted = true;
+        let container = self
+            .procs
+            .cached(c.pid)
+            .and_then(|p| self.procs.container_of(p));
         let ev = ConnectionOpened {
             connection_id: c.id.clone(),
             pid: c.pid,
@@ -598,7 +607,7 @@ impl Tracker {
                 sni: c.sni.clone(),
                 library: c.library.map(str::to_string),
             }),
-            container: None,
+            container,
         };
         self.out.push(Event::ConnectionOpened(ev));
     }
@@ -612,7 +621,8 @@ impl Tracker {
             Some(p) => p.clone(),
             None => self.procs.get(c.pid),
         };
-        let ev = transaction::build(c, &info, ex);
+        let container = self.procs.container_of(&info);
+        let ev = transaction::build(c, &info, container, ex);
         self.out.push(Event::HttpTransaction(Box::new(ev)));
     }
 
@@ -655,7 +665,8 @@ impl Tracker {
 
     /// Processes known to have a connection, for `process.started` snapshots.
     pub fn started(&mut self, pid: u32) -> ProcessStarted {
-        self.procs.get(pid).to_started()
+        let info = self.procs.get(pid);
+        self.procs.started(&info)
     }
 }
 

@@ -2,8 +2,8 @@
 use super::Conn;
 use crate::attribution::ProcessInfo;
 use crate::events::{
-    Body, Direction, Headers, HttpTransaction, Network, Request, Response, Summary, Timing,
-    Transaction,
+    Body, Container, Direction, Headers, HttpTransaction, Network, Request, Response, Summary,
+    Timing, Transaction,
 };
 use crate::http::Exchange;
 
@@ -63,7 +63,12 @@ pub(super) fn url_parts(
     (url, scheme.to_string(), authority, host, target.to_string())
 }
 
-pub(super) fn build(c: &Conn, p: &ProcessInfo, ex: Exchange) -> HttpTransaction {
+pub(super) fn build(
+    c: &Conn,
+    p: &ProcessInfo,
+    container: Option<Container>,
+    ex: Exchange,
+) -> HttpTransaction {
     let fallback = match (c.direction, c.remote, c.local) {
         (Some(Direction::Ingress), _, Some(l)) => l.to_string(),
         (_, Some(r), _) => r.to_string(),
@@ -111,7 +116,7 @@ pub(super) fn build(c: &Conn, p: &ProcessInfo, ex: Exchange) -> HttpTransaction 
         response_size: ex.response_wire_bytes,
         tls: c.tls,
         process: p.to_ref(),
-        container: None,
+        container,
         error: ex.error,
     };
     let transaction = Transaction {
