@@ -37,7 +37,7 @@ wait_for() { # seconds command...
   return 1
 }
 
-echo "kernel $(uname -r)"
+echo "kernel $(uname -r) (guest up $(cut -d" " -f1 /proc/uptime) s)"
 mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
 ip link set lo up 2>/dev/null
 
@@ -133,5 +133,6 @@ else
   check probes-detached FAIL "bpf programs ${before} -> ${during} -> ${after}"
 fi
 
+echo "guest up $(cut -d" " -f1 /proc/uptime) s"
 [ $fails -eq 0 ] && echo "SMOKE PASS" || echo "SMOKE FAIL ($fails)"
 exit $((fails > 0))
