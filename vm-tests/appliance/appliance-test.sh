@@ -34,7 +34,9 @@ wait_for() { # seconds command...
   return 1
 }
 state() { systemctl show -p ActiveState --value "$1"; }
-progs() { bpftool prog show 2>/dev/null | grep -c '^[0-9]\+:'; }
+# Tracing programs only (tracepoints, uprobes): systemd's own cgroup programs (e.g. the
+# device filter it attaches for PrivateDevices=) come and go with the units.
+progs() { bpftool prog show 2>/dev/null | grep -cE '^[0-9]+: (tracepoint|kprobe|raw_tracepoint|tracing|perf_event) '; }
 qtap_running() { pgrep -x qtap >/dev/null; }
 report() { # exit code -> isa-debug-exit (QEMU exits with code*2+1)
   printf "\\$(printf '%03o' "$1")" | dd of=/dev/port bs=1 seek=244 count=1 2>/dev/null
@@ -125,10 +127,12 @@ journalctl -u qtap-devtools.service -o cat --no-pager | grep -q 'probes detached
 t_idle=$(date +%s)
 if wait_for 60 sh -c '[ "$(systemctl show -p ActiveState --value qtap-devtools.service)" = inactive ]'; then
   result=$(systemctl show -p Result --value qtap-devtools.service)
-  if [ "$result" = success ] && ! qtap_running && [ "$(state qtap-devtools.socket)" = active ]; then
-    check idle-exit ok "exited $(( $(date +%s) - t_idle )) s after the last request, Result=$result, socket active"
+  final=$(progs)
+  if [ "$result" = success ] && ! qtap_running && [ "$(state qtap-devtools.socket)" = active ] &&
+    [ "$final" -le "$base" ]; then
+    check idle-exit ok "exited $(( $(date +%s) - t_idle )) s after the last request, Result=$result, socket active, ${final} tracing programs"
   else
-    check idle-exit FAIL "Result=$result socket=$(state qtap-devtools.socket)"
+    check idle-exit FAIL "Result=$result socket=$(state qtap-devtools.socket) tracing programs ${final} (before: ${base})"
   fi
 else
   check idle-exit FAIL "still $(state qtap-devtools.service) 60 s after the last request"
