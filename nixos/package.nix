@@ -6,7 +6,6 @@
 # rust-src, and nixpkgs' bpf-linker links the kernel object.
 {
   lib,
-  stdenv,
   rust-bin,
   makeRustPlatform,
   bpf-linker,
