@@ -19,12 +19,8 @@ let
     types
     ;
 
-  # 127.0.0.1:10001, [::1]:10001, localhost:10001
-  isLoopback =
-    addr:
-    lib.hasPrefix "127." addr
-    || lib.hasPrefix "[::1]:" addr
-    || lib.hasPrefix "localhost:" addr;
+  # 127.0.0.1:10001, [::1]:10001 (ListenStream= takes addresses, not host names)
+  isLoopback = addr: lib.hasPrefix "127." addr || lib.hasPrefix "[::1]:" addr;
   remote = !isLoopback cfg.listenAddress;
 
   execStart = lib.concatStringsSep " " (

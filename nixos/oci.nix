@@ -16,8 +16,12 @@
 dockerTools.buildLayeredImage {
   name = "qtap-devtools";
   tag = qtap.version;
-  # /etc/passwd and /etc/group with root and nobody, for user names in attribution
-  contents = [ dockerTools.fakeNss ];
+  # qtap (also as /bin/qtap), and /etc/passwd and /etc/group with root and nobody for the
+  # user names in attribution
+  contents = [
+    qtap
+    dockerTools.fakeNss
+  ];
   extraCommands = ''
     mkdir -p tmp
     chmod 1777 tmp
