@@ -3,6 +3,7 @@
 //!
 //! Dropping a [`Capture`] detaches and unloads every program and map: nothing of ours
 //! stays in the kernel.
+pub mod golang;
 pub mod libs;
 pub mod procnet;
 pub mod record;
@@ -444,7 +445,8 @@ impl Capture {
     }
 
     /// Attaches to the TLS libraries `pid` maps that are not probed yet, and to its
-    /// executable when that carries OpenSSL itself (statically linked, e.g. Node.js).
+    /// executable when that carries OpenSSL itself (statically linked, e.g. Node.js) or
+    /// is a Go program using crypto/tls.
     pub fn attach_libs_of(&mut self, pid: u32) -> Vec<ProbeStatus> {
         let mut out: Vec<ProbeStatus> = libs::scan_pid(&self.cfg.proc_root, pid)
             .iter()
@@ -454,6 +456,7 @@ impl Capture {
             let key = (exe.dev, exe.ino);
             if !self.attached_libs.contains(&key) && self.checked_exes.insert(key) {
                 out.extend(self.attach_lib(&exe));
+                out.extend(self.attach_go(&exe));
             }
         }
         out
