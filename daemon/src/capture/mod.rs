@@ -295,6 +295,15 @@ impl Capture {
             .map_err(|e| CaptureError::Load(format!("ssl_ret: {e}")))?;
         p.load()
             .map_err(|e| CaptureError::Load(format!("ssl_ret: {}", error_chain(&e))))?;
+        if let Err(e) = golang::load_programs(&mut ebpf) {
+            // everything else still works; each Go executable then says why it is not probed
+            tracing::warn!(error = %e, "Go TLS programs not loaded");
+            probes.push(ProbeStatus {
+                library: "go-tls".into(),
+                path: "kernel".into(),
+                status: format!("failed: {e}"),
+            });
+        }
 
         let ring = RingBuf::try_from(
             ebpf.take_map("EVENTS")

@@ -18,6 +18,8 @@ pub enum Source {
     Syscall,
     OpenSsl,
     GnuTls,
+    /// Go `crypto/tls` (`ssl` is the `*tls.Conn`)
+    GoTls,
 }
 
 impl Source {
@@ -27,6 +29,7 @@ impl Source {
             Source::Syscall => None,
             Source::OpenSsl => Some("openssl"),
             Source::GnuTls => Some("gnutls"),
+            Source::GoTls => Some("go-tls"),
         }
     }
 }
@@ -156,12 +159,11 @@ pub fn parse(buf: &[u8]) -> Result<Record, RecordError> {
             } else {
                 Dir::Recv
             };
-            let src = if buf[off + 29] == source::GNUTLS {
-                Source::GnuTls
-            } else if buf[off + 29] == source::OPENSSL {
-                Source::OpenSsl
-            } else {
-                Source::Syscall
+            let src = match buf[off + 29] {
+                source::OPENSSL => Source::OpenSsl,
+                source::GNUTLS => Source::GnuTls,
+                source::GO_TLS => Source::GoTls,
+                _ => Source::Syscall,
             };
             let payload = buf
                 .get(DATA_HEADER_LEN..DATA_HEADER_LEN + len as usize)

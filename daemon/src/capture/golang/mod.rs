@@ -309,6 +309,22 @@ fn uvarint(b: &[u8]) -> Option<(u64, usize)> {
     None
 }
 
+/// The kernel programs of Go TLS capture.
+pub const PROGRAMS: [&str; 3] = ["go_tls_read", "go_tls_write", "go_tls_ret"];
+
+/// Loads (verifies) the Go TLS programs.
+pub fn load_programs(ebpf: &mut aya::Ebpf) -> Result<(), String> {
+    for prog in PROGRAMS {
+        let p: &mut UProbe = ebpf
+            .program_mut(prog)
+            .ok_or_else(|| format!("program {prog} missing"))?
+            .try_into()
+            .map_err(|e| format!("{prog}: {e}"))?;
+        p.load().map_err(|e| format!("{prog}: {}", error_chain(&e)))?;
+    }
+    Ok(())
+}
+
 impl Capture {
     /// Attaches the Go TLS probes to an executable, when it is a Go program using
     /// crypto/tls. Returns its status (nothing for other executables).
