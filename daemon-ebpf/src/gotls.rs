@@ -88,14 +88,42 @@ fn enter(ctx: &ProbeContext, dir: u8) -> u32 {
         Some(i) if i.fd >= 0 => i.fd as i64,
         _ => -1,
     };
-    let _ = GO_THREADS.insert(&pid_tgid, &GoThread { g, conn, fd }, 0);
+    let mark = GoThread {
+        g,
+        conn,
+        fd,
+        suppress: 1,
+    };
+    let _ = GO_THREADS.insert(&pid_tgid, &mark, 0);
+    0
+}
+
+/// Entry of a handshake: its first socket syscall (ClientHello written, or read) on
+/// this thread tells the connection's fd; its records are still copied (SNI, version).
+#[inline(always)]
+fn handshake(ctx: &ProbeContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if (pid_tgid >> 32) as u32 == self_tgid() {
+        return 0;
+    }
+    let (conn, _, _, g) = regs(ctx);
+    if conn == 0 || g == 0 {
+        return 0;
+    }
+    let mark = GoThread {
+        g,
+        conn,
+        fd: -1,
+        suppress: 0,
+    };
+    let _ = GO_THREADS.insert(&pid_tgid, &mark, 0);
     0
 }
 
 /// Called by the read/write-family tracepoints for a captured socket: whether the
-/// syscall belongs to a Go TLS call in flight on this thread (ciphertext: not copied).
-/// The first such socket syscall of a call on a connection whose fd is not known yet
-/// tells it.
+/// syscall belongs to a Go TLS Read/Write in flight on this thread (ciphertext: not
+/// copied). The first such socket syscall of a call (or handshake) on a connection
+/// whose fd is not known yet tells it.
 #[inline(always)]
 pub fn syscall_in_call(pid_tgid: u64, fd: i32) -> bool {
     let Some(m) = GO_THREADS.get_ptr_mut(&pid_tgid) else {
@@ -103,9 +131,9 @@ pub fn syscall_in_call(pid_tgid: u64, fd: i32) -> bool {
     };
     let fd64 = fd as i64;
     // SAFETY: map value pointer; only this thread writes its own mark.
-    let (conn, known) = unsafe { ((*m).conn, (*m).fd) };
+    let (conn, known, suppress) = unsafe { ((*m).conn, (*m).fd, (*m).suppress != 0) };
     if known == fd64 {
-        return true;
+        return suppress;
     }
     if known >= 0 {
         return false;
@@ -136,7 +164,7 @@ pub fn syscall_in_call(pid_tgid: u64, fd: i32) -> bool {
         }
     }
     let _ = GO_FD_CONN.insert(&sock_key(tgid, fd), &conn, 0);
-    true
+    suppress
 }
 
 /// Called when a captured socket is closed: forget the connection that used it.
@@ -247,7 +275,13 @@ pub fn go_tls_write(ctx: ProbeContext) -> u32 {
     enter(&ctx, direction::SEND)
 }
 
-/// Each `RET` of either function.
+/// Entry of `crypto/tls.(*Conn).clientHandshake` and `serverHandshake`.
+#[uprobe]
+pub fn go_tls_handshake(ctx: ProbeContext) -> u32 {
+    handshake(&ctx)
+}
+
+/// Each `RET` of Read and Write.
 #[uprobe]
 pub fn go_tls_ret(ctx: ProbeContext) -> u32 {
     ret(&ctx)

@@ -111,9 +111,9 @@ pub static GO_CONNS: LruHashMap<GoConnKey, SslInfo> = LruHashMap::with_max_entri
 #[map]
 pub static GO_FD_CONN: LruHashMap<u64, u64> = LruHashMap::with_max_entries(65_536, 0);
 
-/// A `crypto/tls.(*Conn).Read`/`Write` in flight on a thread (by pid_tgid): the
-/// syscall it makes there tells (or is) its socket. Cleared by the call's return, or
-/// taken over by the next call on the thread.
+/// A `crypto/tls.(*Conn).Read`/`Write` or handshake in flight on a thread (by
+/// pid_tgid): the syscall it makes there tells (or is) its socket. Cleared by the
+/// call's return (Read/Write), or taken over by the next call on the thread.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct GoThread {
@@ -122,6 +122,9 @@ pub struct GoThread {
     pub conn: u64,
     /// the socket once known, else -1
     pub fd: i64,
+    /// 1 for Read/Write: their syscalls on `fd` carry ciphertext, not copied; 0 for a
+    /// handshake, whose records are read for SNI and version
+    pub suppress: u64,
 }
 
 #[map]

@@ -22,12 +22,19 @@ use aya::programs::{UProbe, uprobe::UProbeScope};
 
 pub const READ: &str = "crypto/tls.(*Conn).Read";
 pub const WRITE: &str = "crypto/tls.(*Conn).Write";
+/// Handshakes: only an entry probe, so the handshake's first socket syscall ties the
+/// `*tls.Conn` to its fd before any Read (a first Read may be served entirely from
+/// bytes the handshake already received, with no syscall of its own).
+pub const CLIENT_HANDSHAKE: &str = "crypto/tls.(*Conn).clientHandshake";
+pub const SERVER_HANDSHAKE: &str = "crypto/tls.(*Conn).serverHandshake";
+const NAMES: [&str; 4] = [READ, WRITE, CLIENT_HANDSHAKE, SERVER_HANDSHAKE];
 /// Return probes per function at most (each is a perf event).
 const MAX_RETS: usize = 32;
 /// Bytes of a function decoded at most.
 const MAX_FUNC_BYTES: u64 = 256 * 1024;
 
-/// A function to probe: file offsets of its entry and of each `RET`.
+/// A function to probe: file offsets of its entry and of each `RET` (none for the
+/// handshakes).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GoFunc {
     pub name: &'static str,
@@ -55,27 +62,50 @@ pub enum Inspection {
     Probe(GoTls),
 }
 
+/// Reads `len` bytes of the file at `offset`.
+type ReadCode<'a> = &'a dyn Fn(u64, usize) -> Option<Vec<u8>>;
+
 /// Inspects the executable at `path`.
+///
+/// Headers and tables are read through a private mapping, machine code with `pread`:
+/// the kernel writes its uprobe breakpoints (`int3`) into every mapping of a probed
+/// file that may become executable, ours included, so code read through a mapping
+/// shows the breakpoints of probes already attached (by this daemon or another tool).
 pub fn inspect_file(path: &Path) -> Inspection {
+    use std::os::unix::fs::FileExt;
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(_) => return Inspection::NotGo,
     };
+    let read = |off: u64, len: usize| {
+        let mut buf = vec![0; len];
+        file.read_exact_at(&mut buf, off).ok().map(|()| buf)
+    };
     match libs::Mmap::new(&file) {
-        Ok(map) => inspect(map.bytes()),
+        Ok(map) => inspect_with(map.bytes(), &read),
         Err(_) => Inspection::NotGo,
     }
 }
 
 /// Inspects an executable's bytes.
 pub fn inspect(data: &[u8]) -> Inspection {
+    let read = |off: u64, len: usize| {
+        let off = usize::try_from(off).ok()?;
+        data.get(off..off.checked_add(len)?).map(<[u8]>::to_vec)
+    };
+    inspect_with(data, &read)
+}
+
+fn inspect_with(data: &[u8], read_code: ReadCode<'_>) -> Inspection {
     let Ok(obj) = object::File::parse(data) else {
         return Inspection::NotGo;
     };
     let is_go = [".go.buildinfo", ".gopclntab", ".note.go.buildid"]
         .iter()
         .any(|s| obj.section_by_name(s).is_some())
-        || obj.symbols().any(|s| s.name() == Ok("runtime.buildVersion"));
+        || obj
+            .symbols()
+            .any(|s| s.name() == Ok("runtime.buildVersion"));
     if !is_go {
         return Inspection::NotGo;
     }
@@ -85,7 +115,7 @@ pub fn inspect(data: &[u8]) -> Inspection {
         Ok(f) => f,
         Err(why) => return Inspection::Unsupported(why),
     };
-    if funcs.is_empty() {
+    if !funcs.iter().any(|(n, _, _)| *n == READ || *n == WRITE) {
         return Inspection::NoTls;
     }
     let v = version.as_deref().unwrap_or("Go (version unknown)");
@@ -103,10 +133,7 @@ pub fn inspect(data: &[u8]) -> Inspection {
         }
         Some(_) => {}
         None => {
-            if matches!(
-                layout,
-                Some(pclntab::Layout::Go12 | pclntab::Layout::Go116)
-            ) {
+            if matches!(layout, Some(pclntab::Layout::Go12 | pclntab::Layout::Go116)) {
                 return Inspection::Unsupported(format!(
                     "Go version unknown and the pclntab is from {}: cannot tell whether it uses the register ABI (Go ≥ 1.17)",
                     layout.map(pclntab::Layout::versions).unwrap_or("?")
@@ -116,12 +143,8 @@ pub fn inspect(data: &[u8]) -> Inspection {
     }
     let mut out = Vec::new();
     for (name, addr, size) in funcs {
-        match probe_points(&obj, data, addr, size) {
-            Ok((entry, rets)) => out.push(GoFunc {
-                name,
-                entry,
-                rets,
-            }),
+        match probe_points(&obj, read_code, addr, size, name == READ || name == WRITE) {
+            Ok((entry, rets)) => out.push(GoFunc { name, entry, rets }),
             Err(e) => return Inspection::Unsupported(format!("{name}: {e}")),
         }
     }
@@ -148,7 +171,7 @@ type Found = (Vec<(&'static str, u64, u64)>, bool, Option<pclntab::Layout>);
 /// (name, address, size) of Read and Write, whether they came from the pclntab, and
 /// the pclntab layout when it was read.
 fn find_functions(obj: &object::File<'_>) -> Result<Found, String> {
-    let names = [READ, WRITE];
+    let names = NAMES;
     if obj.symbols().next().is_some() {
         let mut out = Vec::new();
         for s in obj.symbols() {
@@ -166,7 +189,9 @@ fn find_functions(obj: &object::File<'_>) -> Result<Found, String> {
     }
     let text = obj.section_by_name(".text").map_or(0, |s| s.address());
     let table = match obj.section_by_name(".gopclntab") {
-        Some(s) => s.data().map_err(|e| format!("cannot read .gopclntab: {e}"))?,
+        Some(s) => s
+            .data()
+            .map_err(|e| format!("cannot read .gopclntab: {e}"))?,
         None => {
             // some linkers merge it into the read-only data
             let found = [".data.rel.ro", ".rodata"].iter().find_map(|n| {
@@ -205,12 +230,13 @@ fn find_functions(obj: &object::File<'_>) -> Result<Found, String> {
     Ok((out, true, layout))
 }
 
-/// File offsets of a function's entry and of each of its `RET`s.
+/// File offsets of a function's entry and (`with_rets`) of each of its `RET`s.
 fn probe_points(
     obj: &object::File<'_>,
-    data: &[u8],
+    read_code: ReadCode<'_>,
     addr: u64,
     size: u64,
+    with_rets: bool,
 ) -> Result<(u64, Vec<u64>), String> {
     if size == 0 || size > MAX_FUNC_BYTES {
         return Err(format!("implausible size {size}"));
@@ -224,18 +250,21 @@ fn probe_points(
     if rel + size > sec_len {
         return Err("function runs past its section".into());
     }
-    let start = usize::try_from(sec_off + rel).map_err(|e| e.to_string())?;
-    let code = data
-        .get(start..start + size as usize)
-        .ok_or("function bytes outside the file")?;
-    let rets = ret_offsets(code, addr);
+    let entry = sec_off + rel;
+    if !with_rets {
+        return Ok((entry, Vec::new()));
+    }
+    let code = read_code(entry, size as usize).ok_or("function bytes outside the file")?;
+    let rets = ret_offsets(&code, addr);
     if rets.is_empty() {
         return Err("no RET instruction found".into());
     }
     if rets.len() > MAX_RETS {
-        return Err(format!("{} RET instructions (limit {MAX_RETS})", rets.len()));
+        return Err(format!(
+            "{} RET instructions (limit {MAX_RETS})",
+            rets.len()
+        ));
     }
-    let entry = sec_off + rel;
     Ok((entry, rets.into_iter().map(|r| entry + r).collect()))
 }
 
@@ -310,7 +339,12 @@ fn uvarint(b: &[u8]) -> Option<(u64, usize)> {
 }
 
 /// The kernel programs of Go TLS capture.
-pub const PROGRAMS: [&str; 3] = ["go_tls_read", "go_tls_write", "go_tls_ret"];
+pub const PROGRAMS: [&str; 4] = [
+    "go_tls_read",
+    "go_tls_write",
+    "go_tls_handshake",
+    "go_tls_ret",
+];
 
 /// Loads (verifies) the Go TLS programs.
 pub fn load_programs(ebpf: &mut aya::Ebpf) -> Result<(), String> {
@@ -320,7 +354,8 @@ pub fn load_programs(ebpf: &mut aya::Ebpf) -> Result<(), String> {
             .ok_or_else(|| format!("program {prog} missing"))?
             .try_into()
             .map_err(|e| format!("{prog}: {e}"))?;
-        p.load().map_err(|e| format!("{prog}: {}", error_chain(&e)))?;
+        p.load()
+            .map_err(|e| format!("{prog}: {}", error_chain(&e)))?;
     }
     Ok(())
 }
@@ -367,10 +402,10 @@ impl Capture {
     fn attach_go_probes(&mut self, path: &Path, t: &GoTls) -> Result<usize, String> {
         let mut n = 0;
         for f in &t.funcs {
-            let entry_prog = if f.name == READ {
-                "go_tls_read"
-            } else {
-                "go_tls_write"
+            let entry_prog = match f.name {
+                READ => "go_tls_read",
+                WRITE => "go_tls_write",
+                _ => "go_tls_handshake",
             };
             let points = std::iter::once((entry_prog, f.entry))
                 .chain(f.rets.iter().map(|r| ("go_tls_ret", *r)));

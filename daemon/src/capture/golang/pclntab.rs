@@ -160,7 +160,7 @@ impl<'a> Pclntab<'a> {
     }
 
     /// Number of functions in the table.
-    pub fn len(&self) -> usize {
+    pub fn func_count(&self) -> usize {
         self.nfunc
     }
 
@@ -176,7 +176,11 @@ impl<'a> Pclntab<'a> {
     fn name(&self, i: usize) -> Result<&'a [u8], PclnError> {
         let (func_off, name_at) = match self.layout {
             Layout::Go116 => (
-                uint(self.data, self.functab + i * 2 * self.ptr + self.ptr, self.ptr)?,
+                uint(
+                    self.data,
+                    self.functab + i * 2 * self.ptr + self.ptr,
+                    self.ptr,
+                )?,
                 self.ptr,
             ),
             _ => (uint(self.data, self.functab + i * 8 + 4, 4)?, 4),
@@ -300,7 +304,7 @@ mod tests {
         for magic in [0xffff_fff0, 0xffff_fff1] {
             let d = table_118(magic);
             let t = Pclntab::parse(&d, 0).unwrap();
-            assert_eq!(t.len(), 2);
+            assert_eq!(t.func_count(), 2);
             let f = t.find(&["crypto/tls.(*Conn).Read", "nope"]).unwrap();
             assert_eq!(
                 f,
@@ -345,7 +349,10 @@ mod tests {
             Err(PclnError::Unsupported(_))
         ));
         d[..4].copy_from_slice(&0x1234u32.to_le_bytes());
-        assert_eq!(Pclntab::parse(&d, 0).err(), Some(PclnError::BadMagic(0x1234)));
+        assert_eq!(
+            Pclntab::parse(&d, 0).err(),
+            Some(PclnError::BadMagic(0x1234))
+        );
         let d = table_118(0xffff_fff0);
         for cut in [3, 20, 90, d.len() - 9] {
             // never a panic, whatever is cut off
