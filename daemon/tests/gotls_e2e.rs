@@ -26,11 +26,20 @@ fn go_probe<'a>(connected: &'a Value, exe: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no go-tls probe for {exe}: {connected:#}"))
 }
 
-fn assert_library(trace: &Trace, tx: &Value, library: &str) {
+/// The connection's TLS facts: the library that gave the plaintext, and the version
+/// read from the handshake (whose records are still seen: only Read/Write ciphertext
+/// is left out). Returns `connection.opened`.
+fn assert_library(trace: &Trace, tx: &Value, library: &str) -> Value {
     let opened = trace.wait_for("connection.opened", Duration::from_secs(5), |d| {
         d["connection_id"] == tx["summary"]["connection_id"]
     });
     assert_eq!(opened["tls"]["library"], library, "{opened:#}");
+    assert_eq!(opened["tls"]["version"], "TLSv1.3", "{opened:#}");
+    assert_eq!(
+        tx["transaction"]["network"]["tls_version"], "TLSv1.3",
+        "{tx:#}"
+    );
+    opened
 }
 
 /// Starts the Go HTTPS server; returns it and its port.
@@ -62,7 +71,7 @@ fn go_client_to_python_tls_server() {
     // started after the trace: the probes attach at exec; the client waits a second
     // before its request, as a service started later would
     let (pid, out) = run(Command::new(&exe)
-        .arg(format!("https://127.0.0.1:{port}/hello"))
+        .arg(format!("https://localhost:{port}/hello"))
         .arg(&tok)
         .arg("1000"));
     assert_eq!(out, "hello from python");
@@ -72,7 +81,9 @@ fn go_client_to_python_tls_server() {
     assert_eq!(eg["summary"]["process"]["exe"], exe_str(&exe));
     assert_eq!(eg["summary"]["tls"], true);
     assert_eq!(eg["transaction"]["request"]["http_version"], "HTTP/1.1");
-    assert_library(&trace, &eg, "go-tls");
+    let opened = assert_library(&trace, &eg, "go-tls");
+    assert_eq!(opened["tls"]["sni"], "localhost", "{opened:#}");
+    assert_eq!(eg["transaction"]["network"]["sni"], "localhost", "{eg:#}");
     // and the python side, through OpenSSL
     let ing = trace.transaction("ingress", &tok);
     assert_exchange(&ing, "GET", "/hello", 200, "hello from python");
