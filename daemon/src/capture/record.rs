@@ -316,6 +316,37 @@ mod tests {
     }
 
     #[test]
+    fn go_tls_source() {
+        let mut ev = Box::new(DataEvent {
+            header: Header {
+                kind: kind::DATA,
+                pid: 1,
+                tid: 2,
+                fd: 3,
+                ts_ns: 4,
+            },
+            ssl: 0xc000_1a2000,
+            stream_pos: 0,
+            call_len: 2,
+            offset: 0,
+            len: 2,
+            direction: direction::RECV,
+            source: source::GO_TLS,
+            _pad: [0; 2],
+            data: [0; qtap_common::CHUNK_SIZE],
+        });
+        ev.data[..2].copy_from_slice(b"ok");
+        let raw = bytes_of(&*ev);
+        match parse(&raw[..DATA_HEADER_LEN + 2]).unwrap() {
+            Record::Data { source, ssl, .. } => {
+                assert_eq!((source, ssl), (Source::GoTls, 0xc000_1a2000));
+                assert_eq!(source.library(), Some("go-tls"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
     fn connect_record_with_mapped_v6() {
         let mut remote = Addr {
             family: 10,
