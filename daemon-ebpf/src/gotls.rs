@@ -50,12 +50,23 @@ struct GoCall {
 #[map]
 static GO_CALLS: LruHashMap<GoCallKey, GoCall> = LruHashMap::with_max_entries(16_384, 0);
 
-/// (RAX, RBX, RCX, R14) of the probed instruction.
+/// The first three integer registers of Go's ABI and the goroutine register at the
+/// probed instruction: (RAX, RBX, RCX, R14) on amd64.
+#[cfg(not(bpf_target_arch = "aarch64"))]
 #[inline(always)]
 fn regs(ctx: &ProbeContext) -> (u64, u64, u64, u64) {
     let r = ctx.regs;
     // SAFETY: `regs` is the probe's context (struct pt_regs), read at fixed offsets.
     unsafe { ((*r).rax, (*r).rbx, (*r).rcx, (*r).r14) }
+}
+
+/// (R0, R1, R2, R28) on arm64 (user space does not attach there yet: untested).
+#[cfg(bpf_target_arch = "aarch64")]
+#[inline(always)]
+fn regs(ctx: &ProbeContext) -> (u64, u64, u64, u64) {
+    let r = ctx.regs.cast::<aya_ebpf::bindings::user_pt_regs>();
+    // SAFETY: as above; arm64's pt_regs starts with user_pt_regs.
+    unsafe { ((*r).regs[0], (*r).regs[1], (*r).regs[2], (*r).regs[28]) }
 }
 
 #[inline(always)]
