@@ -188,7 +188,11 @@ fn find_functions(obj: &object::File<'_>) -> Result<Found, String> {
         }
     }
     let text = obj.section_by_name(".text").map_or(0, |s| s.address());
-    let table = match obj.section_by_name(".gopclntab") {
+    // `.data.rel.ro.gopclntab` in position-independent binaries
+    let named = obj
+        .sections()
+        .find(|s| s.name().is_ok_and(|n| n.ends_with(".gopclntab")));
+    let table = match named {
         Some(s) => s
             .data()
             .map_err(|e| format!("cannot read .gopclntab: {e}"))?,

@@ -34,6 +34,10 @@ func main() { fmt.Println("no tls here") }
 
 /// Builds `src` as a Go program; `-ldflags=-s -w` when `stripped`.
 fn go_build(tag: &str, src: &str, stripped: bool) -> (PathBuf, Vec<u8>) {
+    go_build_with(tag, src, stripped, &[])
+}
+
+fn go_build_with(tag: &str, src: &str, stripped: bool, extra: &[&str]) -> (PathBuf, Vec<u8>) {
     let dir = std::env::temp_dir().join(format!("qtap-gounit-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -46,6 +50,7 @@ fn go_build(tag: &str, src: &str, stripped: bool) -> (PathBuf, Vec<u8>) {
         cmd.arg("-ldflags=-s -w");
     }
     let res = cmd
+        .args(extra)
         .arg(".")
         .current_dir(&dir)
         .env("GOFLAGS", "-mod=mod")
@@ -134,6 +139,26 @@ fn finds_read_write_and_every_ret_in_real_go_binaries() {
         assert_eq!(
             stripped[fb.entry as usize..][..32],
             full[fa.entry as usize..][..32]
+        );
+    }
+}
+
+#[test]
+fn stripped_position_independent_binary() {
+    // the pclntab is in `.data.rel.ro.gopclntab` there
+    let (_, pie) = go_build_with("pie", TLS_PROGRAM, true, &["-buildmode=pie"]);
+    let obj = object::File::parse(&*pie).unwrap();
+    assert!(obj.section_by_name(".data.rel.ro.gopclntab").is_some());
+    let t = probe(inspect(&pie));
+    assert!(t.from_pclntab);
+    assert_eq!(t.funcs.len(), 3);
+    for f in t.funcs.iter().filter(|f| f.name != CLIENT_HANDSHAKE) {
+        assert!(!f.rets.is_empty());
+        assert!(f.rets.iter().all(|r| pie[*r as usize] == 0xc3), "{f:?}");
+        let head = &pie[f.entry as usize..f.entry as usize + 16];
+        assert!(
+            head.windows(3).any(|w| w == [0x3b, 0x66, 0x10]),
+            "{head:02x?}"
         );
     }
 }
