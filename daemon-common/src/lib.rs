@@ -45,6 +45,8 @@ pub mod source {
     pub const OPENSSL: u8 = 1;
     /// GnuTLS `gnutls_record_send`/`gnutls_record_recv`, plaintext
     pub const GNUTLS: u8 = 2;
+    /// Go `crypto/tls.(*Conn).Read`/`Write`, plaintext; `ssl` is the `*tls.Conn`
+    pub const GO_TLS: u8 = 3;
 }
 
 /// Values of the `SOCKS` map (what the kernel does with a (tgid, fd)).
@@ -91,7 +93,7 @@ pub struct Header {
 #[derive(Clone, Copy)]
 pub struct DataEvent {
     pub header: Header,
-    /// `SSL*` for TLS records, 0 for syscalls
+    /// `SSL*` (Go: `*tls.Conn`) for TLS records, 0 for syscalls
     pub ssl: u64,
     /// position of the first payload byte in this direction of this stream (bytes
     /// already seen before it); a jump tells user space exactly how much was lost

@@ -2,8 +2,8 @@
 //!
 //! Entry saves the arguments when the fd is a captured socket (one hash lookup for any
 //! other fd); exit copies what the call actually moved. A syscall made inside an
-//! `SSL_read`/`SSL_write` carries ciphertext: it is not copied, but it tells which fd the
-//! `SSL*` uses.
+//! `SSL_read`/`SSL_write` (or a Go `crypto/tls` call, see `gotls`) carries ciphertext:
+//! it is not copied, but it tells which fd the `SSL*` (`*tls.Conn`) uses.
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
     macros::tracepoint,
@@ -97,6 +97,9 @@ fn enter(ctx: &TracePointContext, dir: u8, shape: Shape) -> u32 {
         return 0;
     };
     if s.state != sock_state::CAPTURE && s.state != sock_state::MUTE {
+        return 0;
+    }
+    if shape != Shape::Unseen && crate::gotls::syscall_in_call(pid_tgid, fd) {
         return 0;
     }
     let mut a = DataArgs {

@@ -3,7 +3,9 @@
 //!   which fd an `SSL*` writes to);
 //! - `conn`: socket/connect/accept/close tracepoints and `sock/inet_sock_set_state`;
 //! - `process`: `sched_process_exec` / `sched_process_exit`;
-//! - `ssl`: uprobes and uretprobes on OpenSSL's `SSL_read`/`SSL_write` (and `_ex`).
+//! - `ssl`: uprobes and uretprobes on OpenSSL's `SSL_read`/`SSL_write` (and `_ex`);
+//! - `gotls`: uprobes at the entry and at each `RET` of Go's `crypto/tls.(*Conn).Read`
+//!   and `Write` (never uretprobes on Go code).
 //!
 //! Everything reaches user space through one ring buffer (`EVENTS`); anything that
 //! could not be delivered is counted in `DROPS`. No kernel struct is read by offset:
@@ -14,6 +16,7 @@
 mod conn;
 mod data;
 mod emit;
+mod gotls;
 mod maps;
 mod process;
 mod ssl;

@@ -91,3 +91,41 @@ pub fn count_drop(reason: u32, n: u64) {
         unsafe { *p += n };
     }
 }
+
+/// A Go `crypto/tls` connection: the `*tls.Conn` of one process (Go heap addresses
+/// repeat from one process to the next, so the process is part of the key).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct GoConnKey {
+    pub conn: u64,
+    pub tgid: u32,
+    pub _pad: u32,
+}
+
+/// `*tls.Conn` → its socket and per-direction plaintext counters.
+#[map]
+pub static GO_CONNS: LruHashMap<GoConnKey, SslInfo> = LruHashMap::with_max_entries(65_536, 0);
+
+/// (tgid << 32 | fd) → the `*tls.Conn` using that socket, so closing the socket forgets
+/// the connection (the Go heap reuses the address for the next one).
+#[map]
+pub static GO_FD_CONN: LruHashMap<u64, u64> = LruHashMap::with_max_entries(65_536, 0);
+
+/// A `crypto/tls.(*Conn).Read`/`Write` or handshake in flight on a thread (by
+/// pid_tgid): the syscall it makes there tells (or is) its socket. Cleared by the
+/// call's return (Read/Write), or taken over by the next call on the thread.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct GoThread {
+    /// goroutine (`g`), to clear only our own mark
+    pub g: u64,
+    pub conn: u64,
+    /// the socket once known, else -1
+    pub fd: i64,
+    /// 1 for Read/Write: their syscalls on `fd` carry ciphertext, not copied; 0 for a
+    /// handshake, whose records are read for SNI and version
+    pub suppress: u64,
+}
+
+#[map]
+pub static GO_THREADS: LruHashMap<u64, GoThread> = LruHashMap::with_max_entries(16_384, 0);

@@ -11,6 +11,12 @@ use std::time::{Duration, Instant};
 
 /// Every program of the object (bpftool shows full names through BTF).
 const OUR_PROGRAMS: &[&str] = &[
+    "gnutls_recv",
+    "gnutls_send",
+    "go_tls_handshake",
+    "go_tls_read",
+    "go_tls_ret",
+    "go_tls_write",
     "inet_sock_set_state",
     "sched_process_exec",
     "sched_process_exit",

@@ -225,13 +225,13 @@ pub fn symbol_offsets(path: &Path, names: &[&str]) -> Result<Vec<(String, u64)>,
 
 /// A read-only private mapping of a whole file (binaries can be hundreds of MiB; only
 /// the pages the symbol tables live on are read).
-struct Mmap {
+pub(crate) struct Mmap {
     ptr: *mut libc::c_void,
     len: usize,
 }
 
 impl Mmap {
-    fn new(file: &std::fs::File) -> std::io::Result<Mmap> {
+    pub(crate) fn new(file: &std::fs::File) -> std::io::Result<Mmap> {
         use std::os::fd::AsRawFd;
         let len = usize::try_from(file.metadata()?.len()).map_err(std::io::Error::other)?;
         if len == 0 {
@@ -254,7 +254,7 @@ impl Mmap {
         Ok(Mmap { ptr, len })
     }
 
-    fn bytes(&self) -> &[u8] {
+    pub(crate) fn bytes(&self) -> &[u8] {
         // SAFETY: the mapping is `len` bytes long and lives as long as `self`. A file
         // truncated under us would fault; library files are replaced, not truncated.
         unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), self.len) }

@@ -3,6 +3,7 @@
 //!
 //! Dropping a [`Capture`] detaches and unloads every program and map: nothing of ours
 //! stays in the kernel.
+pub mod golang;
 pub mod libs;
 pub mod procnet;
 pub mod record;
@@ -296,6 +297,15 @@ impl Capture {
             .map_err(|e| CaptureError::Load(format!("ssl_ret: {e}")))?;
         p.load()
             .map_err(|e| CaptureError::Load(format!("ssl_ret: {}", error_chain(&e))))?;
+        if let Err(e) = golang::load_programs(&mut ebpf) {
+            // everything else still works; each Go executable then says why it is not probed
+            tracing::warn!(error = %e, "Go TLS programs not loaded");
+            probes.push(ProbeStatus {
+                library: "go-tls".into(),
+                path: "kernel".into(),
+                status: format!("failed: {e}"),
+            });
+        }
 
         let ring = RingBuf::try_from(
             ebpf.take_map("EVENTS")
@@ -460,7 +470,8 @@ impl Capture {
     }
 
     /// Attaches to the TLS libraries `pid` maps that are not probed yet, and to its
-    /// executable when that carries OpenSSL itself (statically linked, e.g. Node.js).
+    /// executable when that carries OpenSSL itself (statically linked, e.g. Node.js) or
+    /// is a Go program using crypto/tls.
     /// The first process seen with a root of its own (a container) also has its root's
     /// library directories probed at once: its loader maps libssl only a moment after
     /// exec, and a short-lived client may speak TLS before a later look at its maps.
@@ -483,6 +494,7 @@ impl Capture {
             let key = (exe.dev, exe.ino);
             if !self.attached_libs.contains(&key) && self.checked_exes.insert(key) {
                 out.extend(self.attach_lib(&exe));
+                out.extend(self.attach_go(&exe));
             }
         }
         out

@@ -18,6 +18,8 @@ pub enum Source {
     Syscall,
     OpenSsl,
     GnuTls,
+    /// Go `crypto/tls` (`ssl` is the `*tls.Conn`)
+    GoTls,
 }
 
 impl Source {
@@ -27,6 +29,7 @@ impl Source {
             Source::Syscall => None,
             Source::OpenSsl => Some("openssl"),
             Source::GnuTls => Some("gnutls"),
+            Source::GoTls => Some("go-tls"),
         }
     }
 }
@@ -158,12 +161,11 @@ pub fn parse(buf: &[u8]) -> Result<Record, RecordError> {
             } else {
                 Dir::Recv
             };
-            let src = if buf[off + 29] == source::GNUTLS {
-                Source::GnuTls
-            } else if buf[off + 29] == source::OPENSSL {
-                Source::OpenSsl
-            } else {
-                Source::Syscall
+            let src = match buf[off + 29] {
+                source::OPENSSL => Source::OpenSsl,
+                source::GNUTLS => Source::GnuTls,
+                source::GO_TLS => Source::GoTls,
+                _ => Source::Syscall,
             };
             let payload = buf
                 .get(DATA_HEADER_LEN..DATA_HEADER_LEN + len as usize)
@@ -314,6 +316,37 @@ mod tests {
             parse(&raw[..DATA_HEADER_LEN + 2]),
             Err(RecordError::Short { .. })
         ));
+    }
+
+    #[test]
+    fn go_tls_source() {
+        let mut ev = Box::new(DataEvent {
+            header: Header {
+                kind: kind::DATA,
+                pid: 1,
+                tid: 2,
+                fd: 3,
+                ts_ns: 4,
+            },
+            ssl: 0xc000_1a2000,
+            stream_pos: 0,
+            call_len: 2,
+            offset: 0,
+            len: 2,
+            direction: direction::RECV,
+            source: source::GO_TLS,
+            _pad: [0; 2],
+            data: [0; qtap_common::CHUNK_SIZE],
+        });
+        ev.data[..2].copy_from_slice(b"ok");
+        let raw = bytes_of(&*ev);
+        match parse(&raw[..DATA_HEADER_LEN + 2]).unwrap() {
+            Record::Data { source, ssl, .. } => {
+                assert_eq!((source, ssl), (Source::GoTls, 0xc000_1a2000));
+                assert_eq!(source.library(), Some("go-tls"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
     }
 
     #[test]

@@ -411,7 +411,7 @@ impl Tracker {
     ) {
         let key = match source {
             Source::Syscall => ConnKey::Fd(pid, fd),
-            Source::OpenSsl | Source::GnuTls if fd >= 0 => {
+            Source::OpenSsl | Source::GnuTls | Source::GoTls if fd >= 0 => {
                 // an SSL* first seen without its fd: merge into the socket connection
                 if let Some(old) = self.ssl_to_fd.insert((pid, ssl), ConnKey::Fd(pid, fd))
                     && old != ConnKey::Fd(pid, fd)
@@ -420,7 +420,7 @@ impl Tracker {
                 }
                 ConnKey::Fd(pid, fd)
             }
-            Source::OpenSsl | Source::GnuTls => *self
+            Source::OpenSsl | Source::GnuTls | Source::GoTls => *self
                 .ssl_to_fd
                 .get(&(pid, ssl))
                 .unwrap_or(&ConnKey::Ssl(pid, ssl)),
@@ -477,7 +477,7 @@ impl Tracker {
                     self.mute(key, k);
                 }
             }
-            Source::OpenSsl | Source::GnuTls => {
+            Source::OpenSsl | Source::GnuTls | Source::GoTls => {
                 if c.library.is_none() {
                     // plaintext from the library replaces the raw stream from here on
                     c.library = source.library();

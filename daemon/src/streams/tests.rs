@@ -447,3 +447,60 @@ fn other_protocols_are_muted_in_the_kernel() {
     assert!(transactions(&evs).is_empty());
     assert!(evs.iter().any(|e| matches!(e, Event::ConnectionOpened(_))));
 }
+
+#[test]
+fn go_tls_plaintext_from_two_processes_at_one_heap_address() {
+    // Go heap addresses repeat from one process to the next: the same `*tls.Conn`
+    // value in two processes is two connections
+    let me = std::process::id();
+    let mut t = tracker();
+    let mut k = FakeKernel::default();
+    for (pid, ts) in [(me, 1), (me + 1, 10)] {
+        t.handle(
+            Record::Connect {
+                pid,
+                tid: pid,
+                fd: 6,
+                ts_ns: ts,
+                local: None,
+                remote: Some("127.0.0.1:8443".parse().unwrap()),
+                sk: u64::from(pid),
+                comm: "go".into(),
+            },
+            &wall,
+            &mut k,
+        );
+        let conn = 0xc000_1a2000;
+        t.handle(
+            data(pid, 6, 0, Dir::Send, Source::GoTls, conn, REQ, ts + 1),
+            &wall,
+            &mut k,
+        );
+        t.handle(
+            data(pid, 6, 0, Dir::Recv, Source::GoTls, conn, RESP, ts + 2),
+            &wall,
+            &mut k,
+        );
+    }
+    let evs = t.drain();
+    let txs = transactions(&evs);
+    assert_eq!(txs.len(), 2, "{evs:#?}");
+    assert_ne!(txs[0].summary.connection_id, txs[1].summary.connection_id);
+    for tx in &txs {
+        assert!(tx.summary.tls);
+        assert_eq!(tx.transaction.response.as_ref().unwrap().status, 200);
+    }
+    let libs: Vec<_> = evs
+        .iter()
+        .filter_map(|e| match e {
+            Event::ConnectionOpened(o) => o.tls.as_ref()?.library.clone(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(libs, ["go-tls", "go-tls"], "{evs:#?}");
+    // the sockets' ciphertext is muted once plaintext flows
+    assert!(
+        k.calls
+            .contains(&(me, 6, Some(qtap_common::sock_state::MUTE)))
+    );
+}
