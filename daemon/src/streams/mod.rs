@@ -21,6 +21,7 @@ use crate::events::{
     Timestamp, TlsInfo,
 };
 use crate::http::{self, BodyLimits, HttpConn, Side};
+use crate::http2::{self, H2Conn};
 
 /// What the tracker asks of the kernel side.
 pub trait KernelControl {
@@ -87,6 +88,8 @@ struct Conn {
     raw: [Reasm; 2],
     ssl: [Reasm; 2],
     http: Option<HttpConn>,
+    /// the connection speaks HTTP/2 (then `http` is `None`)
+    h2: Option<H2Conn>,
     /// bytes were given to the HTTP parser
     fed: bool,
     /// bytes seen while neither side was known to be the client
@@ -204,6 +207,7 @@ impl Tracker {
             raw: [Reasm::default(), Reasm::default()],
             ssl: [Reasm::default(), Reasm::default()],
             http: Some(HttpConn::new(limits)),
+            h2: None,
             fed: false,
             undecided: 0,
             seq: 0,
@@ -409,9 +413,10 @@ impl Tracker {
             Source::OpenSsl if fd >= 0 => {
                 // an SSL* first seen without its fd: merge into the socket connection
                 if let Some(old) = self.ssl_to_fd.insert((pid, ssl), ConnKey::Fd(pid, fd))
-                    && old != ConnKey::Fd(pid, fd) {
-                        self.close_key(old, ts, None);
-                    }
+                    && old != ConnKey::Fd(pid, fd)
+                {
+                    self.close_key(old, ts, None);
+                }
                 ConnKey::Fd(pid, fd)
             }
             Source::OpenSsl => *self
@@ -477,6 +482,8 @@ impl Tracker {
                     c.library = true;
                     c.tls = true;
                     c.http = Some(HttpConn::new(self.limits));
+                    c.h2 = None;
+                    c.fed = false;
                     if c.fd >= 0 && !c.muted {
                         c.muted = true;
                         k.set_sock_state(c.pid, c.fd, Some(qtap_common::sock_state::MUTE));
@@ -521,8 +528,8 @@ impl Tracker {
             return false;
         };
         if c.direction.is_none() && !fresh.is_empty() {
-            // which side speaks first with a request line is the client
-            if http::looks_like_request(fresh) {
+            // which side speaks first with a request line (or the HTTP/2 preface) is the client
+            if http::looks_like_request(fresh) || http2::starts_with_preface(fresh) {
                 c.direction = Some(if dir == Dir::Send {
                     Direction::Egress
                 } else {
@@ -544,6 +551,15 @@ impl Tracker {
             (Direction::Egress, Dir::Send) | (Direction::Ingress, Dir::Recv) => Side::Client,
             _ => Side::Server,
         };
+        // HTTP/2: the client preface, a server's SETTINGS, or frames of a connection
+        // joined mid-way, as the first bytes seen
+        if !c.fed && c.h2.is_none() && http2::looks_like_h2(fresh) {
+            c.h2 = Some(H2Conn::new(self.limits));
+            c.http = None;
+        }
+        if c.h2.is_some() {
+            return self.feed_h2(key, side, lost, fresh, ts);
+        }
         let Some(h) = c.http.as_mut() else {
             return true;
         };
@@ -567,13 +583,49 @@ impl Tracker {
         not_http
     }
 
+    /// [`Tracker::feed`] for an HTTP/2 connection.
+    fn feed_h2(
+        &mut self,
+        key: ConnKey,
+        side: Side,
+        lost: u64,
+        fresh: &[u8],
+        ts: Timestamp,
+    ) -> bool {
+        let Some(h) = self.conns.get_mut(&key).and_then(|c| c.h2.as_mut()) else {
+            return false;
+        };
+        let mut done = Vec::new();
+        if lost > 0 {
+            self.lost_stream_bytes += lost;
+            done.extend(h.gap(side, lost, ts));
+        }
+        if !fresh.is_empty() {
+            done.extend(h.feed(side, fresh, ts));
+        }
+        let not_h2 = h.is_not_http2();
+        if let Some(c) = self.conns.get_mut(&key) {
+            c.fed |= !fresh.is_empty();
+            if not_h2 {
+                c.h2 = None;
+            }
+        }
+        self.emit_opened(key);
+        for ex in done {
+            self.emit_exchange(key, ex);
+        }
+        not_h2
+    }
+
     /// Stops the kernel copying a socket's bytes (user space cannot use them).
     fn mute(&mut self, key: ConnKey, k: &mut dyn KernelControl) {
         if let Some(c) = self.conns.get_mut(&key)
-            && !c.muted && c.fd >= 0 {
-                c.muted = true;
-                k.set_sock_state(c.pid, c.fd, Some(qtap_common::sock_state::MUTE));
-            }
+            && !c.muted
+            && c.fd >= 0
+        {
+            c.muted = true;
+            k.set_sock_state(c.pid, c.fd, Some(qtap_common::sock_state::MUTE));
+        }
     }
 
     fn emit_opened(&mut self, key: ConnKey) {
@@ -622,7 +674,8 @@ impl Tracker {
             s.remove(&key);
         }
         self.ssl_to_fd.retain(|_, v| *v != key);
-        let rest = c.http.as_mut().map(|h| h.close(ts)).unwrap_or_default();
+        let mut rest = c.http.as_mut().map(|h| h.close(ts)).unwrap_or_default();
+        rest.extend(c.h2.as_mut().map(|h| h.close(ts)).unwrap_or_default());
         let (sent, recv) = counters.unwrap_or((c.bytes_sent, c.bytes_recv));
         c.bytes_sent = c.bytes_sent.max(sent);
         c.bytes_recv = c.bytes_recv.max(recv);

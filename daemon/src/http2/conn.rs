@@ -1,0 +1,680 @@
+//! [`H2Conn`]: both directions of one HTTP/2 connection, frame by frame, into exchanges.
+use super::frame::{self, HEAD_LEN, Head};
+use super::hpack::Hpack;
+use super::stream::{Stream, field};
+use crate::events::Timestamp;
+use crate::http::{BodyLimits, Exchange, Side};
+use std::collections::{BTreeMap, VecDeque};
+
+/// Most streams followed at once on one connection; past it the oldest is given up.
+pub const MAX_STREAMS: usize = 128;
+/// Largest header block (HEADERS or PUSH_PROMISE with its CONTINUATIONs) decoded.
+pub const MAX_HEADER_BLOCK: usize = 256 * 1024;
+/// Largest payload kept for other frames read whole (SETTINGS, GOAWAY, RST_STREAM).
+const MAX_CONTROL: u32 = 16 * 1024;
+/// Finished stream ids remembered, so that late frames do not open them again.
+const CLOSED_IDS: usize = 256;
+/// Frames that must parse before a connection not seen from its preface is taken for
+/// HTTP/2 for good (until then, an invalid frame means "not HTTP/2").
+const TRIAL_FRAMES: u64 = 4;
+
+#[derive(Debug)]
+enum Rx {
+    /// Nothing seen yet on this side.
+    Start,
+    /// Inside the client preface: bytes matched so far.
+    Preface(usize),
+    /// Reading a frame header (`DirState::hbuf`).
+    Head,
+    /// Inside a DATA frame.
+    Data {
+        stream: u32,
+        end_stream: bool,
+        need_pad: bool,
+        data_left: u32,
+        pad_left: u32,
+    },
+    /// Reading a whole frame's payload into `DirState::buf`.
+    Payload { head: Head, left: u32 },
+    /// Skipping a frame's payload.
+    Skip { left: u32 },
+    /// Out of step (bytes lost): waiting for a feed that starts with a frame header.
+    Lost,
+}
+
+/// A header block waiting for its CONTINUATION frames.
+#[derive(Debug)]
+struct Pending {
+    stream: u32,
+    promised: Option<u32>,
+    end_stream: bool,
+    buf: Vec<u8>,
+}
+
+#[derive(Debug)]
+struct DirState {
+    rx: Rx,
+    hbuf: [u8; HEAD_LEN],
+    hn: usize,
+    buf: Vec<u8>,
+    hpack: Hpack,
+    block: Option<Pending>,
+}
+
+impl DirState {
+    fn new() -> DirState {
+        DirState {
+            rx: Rx::Start,
+            hbuf: [0; HEAD_LEN],
+            hn: 0,
+            buf: Vec::new(),
+            hpack: Hpack::new(false),
+            block: None,
+        }
+    }
+}
+
+fn idx(side: Side) -> usize {
+    match side {
+        Side::Client => 0,
+        Side::Server => 1,
+    }
+}
+
+fn other(side: Side) -> Side {
+    match side {
+        Side::Client => Side::Server,
+        Side::Server => Side::Client,
+    }
+}
+
+fn name(side: Side) -> &'static str {
+    match side {
+        Side::Client => "client",
+        Side::Server => "server",
+    }
+}
+
+/// HTTP/2 state of one connection (TCP, or the plaintext of a TLS connection).
+#[derive(Debug)]
+pub struct H2Conn {
+    limits: BodyLimits,
+    dirs: [DirState; 2],
+    streams: BTreeMap<u32, Stream>,
+    closed: VecDeque<u32>,
+    /// Highest stream id opened, per parity (0: even, server-initiated; 1: odd).
+    max_id: [u32; 2],
+    /// The client preface was seen.
+    from_start: bool,
+    frames_ok: u64,
+    not_h2: bool,
+    out: Vec<Exchange>,
+}
+
+impl H2Conn {
+    pub fn new(limits: BodyLimits) -> Self {
+        H2Conn {
+            limits,
+            dirs: [DirState::new(), DirState::new()],
+            streams: BTreeMap::new(),
+            closed: VecDeque::new(),
+            max_id: [0; 2],
+            from_start: false,
+            frames_ok: 0,
+            not_h2: false,
+            out: Vec::new(),
+        }
+    }
+
+    /// The bytes turned out not to be HTTP/2 (a wrong preface, or invalid frames before
+    /// any had parsed): the caller stops feeding; state has been dropped.
+    pub fn is_not_http2(&self) -> bool {
+        self.not_h2
+    }
+
+    /// Streams being followed.
+    pub fn open_streams(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// Bytes one side sent, in order, observed at `ts`. Returns the exchanges (one per
+    /// stream) that completed, in completion order.
+    pub fn feed(&mut self, side: Side, mut data: &[u8], ts: Timestamp) -> Vec<Exchange> {
+        let i = idx(side);
+        while !data.is_empty() && !self.not_h2 {
+            let d = &mut self.dirs[i];
+            match &mut d.rx {
+                Rx::Start => {
+                    if side == Side::Client && frame::starts_with_preface(data) {
+                        d.rx = Rx::Preface(0);
+                        d.hpack = Hpack::new(true);
+                        self.from_start = true;
+                    } else if side == Side::Server && frame::is_server_preface(data) {
+                        d.hpack = Hpack::new(true);
+                        d.rx = Rx::Head;
+                    } else if frame::looks_like_h2(data) {
+                        d.rx = Rx::Head;
+                    } else {
+                        d.rx = Rx::Lost;
+                    }
+                }
+                Rx::Preface(n) => {
+                    let want = &frame::PREFACE[*n..];
+                    let k = want.len().min(data.len());
+                    if data[..k] != want[..k] {
+                        self.give_up();
+                        break;
+                    }
+                    *n += k;
+                    data = &data[k..];
+                    if *n == frame::PREFACE.len() {
+                        d.rx = Rx::Head;
+                    }
+                }
+                Rx::Head => {
+                    let k = (HEAD_LEN - d.hn).min(data.len());
+                    d.hbuf[d.hn..d.hn + k].copy_from_slice(&data[..k]);
+                    d.hn += k;
+                    data = &data[k..];
+                    if d.hn == HEAD_LEN {
+                        d.hn = 0;
+                        let h = Head::parse(&d.hbuf);
+                        self.on_head(side, h, ts);
+                    }
+                }
+                Rx::Data { .. } => {
+                    let k = self.on_data(side, data, ts);
+                    data = &data[k..];
+                }
+                Rx::Payload { head, left } => {
+                    let (head, left) = (*head, *left as usize);
+                    if d.buf.is_empty() && data.len() >= left {
+                        // the whole payload is here: no copy
+                        d.rx = Rx::Head;
+                        let (p, rest) = data.split_at(left);
+                        data = rest;
+                        self.on_frame(side, head, p, ts);
+                    } else {
+                        let k = left.min(data.len());
+                        d.buf.extend_from_slice(&data[..k]);
+                        data = &data[k..];
+                        if k == left {
+                            d.rx = Rx::Head;
+                            let p = std::mem::take(&mut d.buf);
+                            self.on_frame(side, head, &p, ts);
+                            let d = &mut self.dirs[i];
+                            if d.buf.is_empty() {
+                                d.buf = p;
+                                d.buf.clear();
+                            }
+                        } else {
+                            d.rx = Rx::Payload {
+                                head,
+                                left: (left - k) as u32,
+                            };
+                        }
+                    }
+                }
+                Rx::Skip { left } => {
+                    let k = (*left as usize).min(data.len());
+                    *left -= k as u32;
+                    data = &data[k..];
+                    if *left == 0 {
+                        d.rx = Rx::Head;
+                    }
+                }
+                Rx::Lost => {
+                    // feeds tend to start where the peer's writes did: at a frame header
+                    if frame::looks_like_h2(data) {
+                        d.rx = Rx::Head;
+                    } else {
+                        break;
+                    }
+                }
+            }
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    /// `lost` bytes of `side`'s stream were never seen. Inside a frame of known length
+    /// the parser stays in step (a DATA frame's body counts them as lost); otherwise it
+    /// waits for a feed that starts with a frame header, and the HPACK table is reset.
+    pub fn gap(&mut self, side: Side, lost: u64, ts: Timestamp) -> Vec<Exchange> {
+        let i = idx(side);
+        let msg = format!("{lost} bytes lost in capture");
+        let small = u32::try_from(lost).ok();
+        match (&mut self.dirs[i].rx, small) {
+            (
+                Rx::Data {
+                    stream,
+                    data_left,
+                    pad_left,
+                    need_pad: false,
+                    ..
+                },
+                Some(n),
+            ) if n <= *data_left + *pad_left => {
+                let in_data = n.min(*data_left);
+                *data_left -= in_data;
+                *pad_left -= n - in_data;
+                let id = *stream;
+                if let Some(s) = self.streams.get_mut(&id) {
+                    s.half(side).body.lose(u64::from(in_data));
+                    s.error(msg);
+                }
+                if let Rx::Data {
+                    data_left: 0,
+                    pad_left: 0,
+                    ..
+                } = self.dirs[i].rx
+                {
+                    self.end_data(side, ts);
+                }
+            }
+            (Rx::Skip { left }, Some(n)) if n <= *left => {
+                *left -= n;
+                if *left == 0 {
+                    self.dirs[i].rx = Rx::Head;
+                }
+            }
+            (Rx::Payload { head, left }, Some(n)) if n <= *left => {
+                let (head, rest) = (*head, *left - n);
+                let d = &mut self.dirs[i];
+                d.buf.clear();
+                d.rx = if rest == 0 {
+                    Rx::Head
+                } else {
+                    Rx::Skip { left: rest }
+                };
+                if matches!(
+                    head.kind,
+                    frame::HEADERS | frame::CONTINUATION | frame::PUSH_PROMISE
+                ) {
+                    self.drop_block(side, head.stream, &format!("header block lost: {msg}"));
+                }
+            }
+            (Rx::Start, _) => self.dirs[i].rx = Rx::Lost,
+            _ => self.lose_sync(side, &msg),
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    /// The connection closed (or its process died): every stream still open ends, with
+    /// an error when its response was not complete.
+    pub fn close(&mut self, ts: Timestamp) -> Vec<Exchange> {
+        let ids: Vec<u32> = self.streams.keys().copied().collect();
+        for id in ids {
+            if let Some(s) = self.streams.get_mut(&id) {
+                s.cut("connection closed", ts);
+            }
+            self.finish(id);
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    fn give_up(&mut self) {
+        self.not_h2 = true;
+        self.streams.clear();
+        self.dirs = [DirState::new(), DirState::new()];
+    }
+
+    /// The side's byte stream is out of step: wait for a frame header, forget HPACK state.
+    fn lose_sync(&mut self, side: Side, why: &str) {
+        let d = &mut self.dirs[idx(side)];
+        d.rx = Rx::Lost;
+        d.hn = 0;
+        d.buf.clear();
+        d.block = None;
+        d.hpack.desync();
+        for s in self.streams.values_mut() {
+            if !s.half(side).ended {
+                s.error(format!("{} stream: {why}", name(side)));
+            }
+        }
+    }
+
+    /// A header block could not be decoded: its table insertions are unknown.
+    fn drop_block(&mut self, side: Side, stream: u32, why: &str) {
+        let d = &mut self.dirs[idx(side)];
+        d.block = None;
+        d.hpack.desync();
+        if let Some(s) = self.streams.get_mut(&stream) {
+            s.error(why.to_string());
+            s.half(side).undecodable += 1;
+        }
+    }
+
+    fn on_head(&mut self, side: Side, h: Head, ts: Timestamp) {
+        let i = idx(side);
+        if !h.valid() {
+            if !self.from_start && self.frames_ok < TRIAL_FRAMES {
+                self.give_up();
+            } else {
+                self.lose_sync(side, "invalid frame header");
+            }
+            return;
+        }
+        self.frames_ok += 1;
+        if let Some(b) = &self.dirs[i].block
+            && (h.kind != frame::CONTINUATION || h.stream != b.stream)
+        {
+            let id = b.stream;
+            self.drop_block(side, id, "header block interrupted by another frame");
+        }
+        let opens = matches!(h.kind, frame::HEADERS | frame::DATA);
+        if let Some(s) = self.stream(side, h.stream, opens, ts) {
+            s.half(side).wire += HEAD_LEN as u64 + u64::from(h.len);
+        }
+        let next = match h.kind {
+            frame::DATA => Rx::Data {
+                stream: h.stream,
+                end_stream: h.has(frame::END_STREAM),
+                need_pad: h.has(frame::PADDED) && h.len > 0,
+                data_left: h.len,
+                pad_left: 0,
+            },
+            frame::HEADERS | frame::PUSH_PROMISE | frame::CONTINUATION => {
+                let pending = self.dirs[i].block.as_ref().map(|b| b.buf.len());
+                if pending.unwrap_or(0) + h.len as usize > MAX_HEADER_BLOCK {
+                    let why = format!("header block larger than {MAX_HEADER_BLOCK} bytes");
+                    self.drop_block(side, h.stream, &why);
+                    Rx::Skip { left: h.len }
+                } else if h.kind == frame::CONTINUATION && pending.is_none() {
+                    // the rest of a block whose start was not seen
+                    self.dirs[i].hpack.desync();
+                    Rx::Skip { left: h.len }
+                } else {
+                    Rx::Payload {
+                        head: h,
+                        left: h.len,
+                    }
+                }
+            }
+            frame::SETTINGS | frame::GOAWAY | frame::RST_STREAM if h.len <= MAX_CONTROL => {
+                Rx::Payload {
+                    head: h,
+                    left: h.len,
+                }
+            }
+            _ => Rx::Skip { left: h.len },
+        };
+        self.dirs[i].rx = next;
+        // frames without payload end here
+        match &self.dirs[i].rx {
+            Rx::Payload { left: 0, .. } => {
+                self.dirs[i].rx = Rx::Head;
+                self.on_frame(side, h, &[], ts);
+            }
+            Rx::Data {
+                need_pad: false,
+                data_left: 0,
+                ..
+            } => self.end_data(side, ts),
+            Rx::Skip { left: 0 } => self.dirs[i].rx = Rx::Head,
+            _ => {}
+        }
+    }
+
+    /// Consumes DATA payload bytes from `data`; returns how many.
+    fn on_data(&mut self, side: Side, data: &[u8], ts: Timestamp) -> usize {
+        let i = idx(side);
+        let Rx::Data {
+            stream,
+            need_pad,
+            data_left,
+            pad_left,
+            ..
+        } = &mut self.dirs[i].rx
+        else {
+            return 0;
+        };
+        let mut used = 0;
+        let mut bad_pad = false;
+        if *need_pad {
+            // the first payload byte is the pad length
+            *need_pad = false;
+            used = 1;
+            let rest = *data_left - 1;
+            let pad = u32::from(data[0]);
+            bad_pad = pad > rest;
+            *pad_left = pad.min(rest);
+            *data_left = rest - *pad_left;
+        }
+        let k = (*data_left as usize).min(data.len() - used);
+        let piece = &data[used..used + k];
+        *data_left -= k as u32;
+        used += k;
+        let p = (*pad_left as usize).min(data.len() - used);
+        if *data_left == 0 {
+            *pad_left -= p as u32;
+            used += p;
+        }
+        let (id, done) = (*stream, *data_left == 0 && *pad_left == 0);
+        if let Some(s) = self.streams.get_mut(&id) {
+            s.half(side).body.push(piece);
+            if bad_pad {
+                s.error(format!(
+                    "{} DATA frame padding longer than the frame",
+                    name(side)
+                ));
+            }
+        }
+        if done {
+            self.end_data(side, ts);
+        }
+        used
+    }
+
+    fn end_data(&mut self, side: Side, ts: Timestamp) {
+        let i = idx(side);
+        if let Rx::Data {
+            stream, end_stream, ..
+        } = self.dirs[i].rx
+        {
+            self.dirs[i].rx = Rx::Head;
+            if end_stream {
+                self.end_half(side, stream, ts);
+            }
+        }
+    }
+
+    fn end_half(&mut self, side: Side, id: u32, ts: Timestamp) {
+        if let Some(s) = self.streams.get_mut(&id) {
+            s.end_half(side, ts);
+            if s.complete() {
+                self.finish(id);
+            }
+        }
+    }
+
+    /// The open stream `id`, opened now when `opens` and it is new.
+    fn stream(&mut self, side: Side, id: u32, opens: bool, ts: Timestamp) -> Option<&mut Stream> {
+        if id == 0 {
+            return None;
+        }
+        if !self.streams.contains_key(&id) {
+            let parity = (id & 1) as usize;
+            if !opens || self.closed.contains(&id) || (self.from_start && id <= self.max_id[parity])
+            {
+                return None;
+            }
+            if self.streams.len() >= MAX_STREAMS
+                && let Some((&oldest, _)) = self.streams.iter().next()
+            {
+                if let Some(s) = self.streams.get_mut(&oldest) {
+                    s.error(format!(
+                        "given up: more than {MAX_STREAMS} streams in flight"
+                    ));
+                    s.end = Some(ts);
+                }
+                self.finish(oldest);
+            }
+            self.max_id[parity] = self.max_id[parity].max(id);
+            let mut s = Stream::new(ts, self.limits);
+            let initiator = if id & 1 == 1 {
+                Side::Client
+            } else {
+                Side::Server
+            };
+            if side != initiator && !self.from_start {
+                s.error("stream began before the capture: its request was not seen");
+            }
+            self.streams.insert(id, s);
+        }
+        self.streams.get_mut(&id)
+    }
+
+    fn finish(&mut self, id: u32) {
+        if let Some(s) = self.streams.remove(&id) {
+            self.closed.push_back(id);
+            if self.closed.len() > CLOSED_IDS {
+                self.closed.pop_front();
+            }
+            self.out.push(s.into_exchange(self.limits.max_body_bytes));
+        }
+    }
+
+    /// A whole non-DATA frame.
+    fn on_frame(&mut self, side: Side, h: Head, p: &[u8], ts: Timestamp) {
+        let i = idx(side);
+        match h.kind {
+            frame::HEADERS | frame::PUSH_PROMISE => {
+                let Some(mut frag) = frame::unpad(&h, p) else {
+                    self.drop_block(side, h.stream, "header block padding longer than the frame");
+                    return;
+                };
+                let mut promised = None;
+                if h.kind == frame::PUSH_PROMISE {
+                    let Some((id, rest)) = frag.split_first_chunk::<4>() else {
+                        self.drop_block(side, h.stream, "PUSH_PROMISE too short");
+                        return;
+                    };
+                    promised = Some(u32::from_be_bytes(*id) & 0x7fff_ffff);
+                    frag = rest;
+                }
+                let b = Pending {
+                    stream: h.stream,
+                    promised,
+                    end_stream: h.kind == frame::HEADERS && h.has(frame::END_STREAM),
+                    buf: frag.to_vec(),
+                };
+                if h.has(frame::END_HEADERS) {
+                    self.on_block(side, b, ts);
+                } else {
+                    self.dirs[i].block = Some(b);
+                }
+            }
+            frame::CONTINUATION => {
+                let Some(mut b) = self.dirs[i].block.take() else {
+                    return;
+                };
+                b.buf.extend_from_slice(p);
+                if h.has(frame::END_HEADERS) {
+                    self.on_block(side, b, ts);
+                } else {
+                    self.dirs[i].block = Some(b);
+                }
+            }
+            frame::RST_STREAM => {
+                let code = p.first_chunk::<4>().map_or(0, |c| u32::from_be_bytes(*c));
+                if let Some(s) = self.streams.get_mut(&h.stream) {
+                    if code != 0 || !s.resp.ended {
+                        let why = format!(
+                            "stream reset by the {} ({})",
+                            name(side),
+                            frame::error_name(code)
+                        );
+                        s.cut(&why, ts);
+                        if s.resp.ended {
+                            s.error(why);
+                        }
+                    }
+                    s.end.get_or_insert(ts);
+                    self.finish(h.stream);
+                }
+            }
+            frame::SETTINGS if !h.has(frame::ACK) => {
+                for s in p.chunks_exact(6) {
+                    let id = u16::from_be_bytes([s[0], s[1]]);
+                    let v = u32::from_be_bytes([s[2], s[3], s[4], s[5]]);
+                    if id == frame::SETTINGS_HEADER_TABLE_SIZE {
+                        // limits the encoder of the other direction
+                        self.dirs[idx(other(side))].hpack.set_settings_max(v);
+                    }
+                }
+            }
+            frame::GOAWAY => {
+                let Some((last, rest)) = p.split_first_chunk::<4>() else {
+                    return;
+                };
+                let last = u32::from_be_bytes(*last) & 0x7fff_ffff;
+                let code = rest
+                    .first_chunk::<4>()
+                    .map_or(0, |c| u32::from_be_bytes(*c));
+                // streams the sender's peer opened above `last` were not processed
+                let parity = u32::from(side == Side::Server);
+                let refused: Vec<u32> = self
+                    .streams
+                    .keys()
+                    .copied()
+                    .filter(|id| id & 1 == parity && *id > last)
+                    .collect();
+                for id in refused {
+                    if let Some(s) = self.streams.get_mut(&id) {
+                        let why = format!(
+                            "not processed: the {} sent GOAWAY ({})",
+                            name(side),
+                            frame::error_name(code)
+                        );
+                        s.cut(&why, ts);
+                    }
+                    self.finish(id);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A complete header block from `side`.
+    fn on_block(&mut self, side: Side, b: Pending, ts: Timestamp) {
+        let block = self.dirs[idx(side)].hpack.decode(&b.buf);
+        let problems = block.problems.join("; ");
+        let mut fields = block.fields;
+        if let Some(pid) = b.promised {
+            // a pushed stream: the promised request, sent by the server
+            if let Some(s) = self.stream(Side::Server, pid, true, ts) {
+                s.req.headers = Some(fields);
+                s.req.undecodable += block.undecodable;
+                if !problems.is_empty() {
+                    s.error(problems);
+                }
+                s.end_half(Side::Client, ts);
+            }
+            return;
+        }
+        let Some(s) = self.stream(side, b.stream, true, ts) else {
+            return;
+        };
+        if !problems.is_empty() {
+            s.error(problems);
+        }
+        if side == Side::Server && s.resp.headers.is_none() {
+            let status: Option<u16> = field(&fields, ":status").and_then(|v| v.parse().ok());
+            if let Some(c @ 100..=199) = status {
+                s.informational.push(c);
+                return;
+            }
+            s.response_start = Some(ts);
+        }
+        let h = s.half(side);
+        h.undecodable += block.undecodable;
+        if h.headers.is_none() && h.body.size() == 0 {
+            h.headers = Some(fields);
+        } else {
+            h.trailers.append(&mut fields);
+        }
+        if b.end_stream {
+            self.end_half(side, b.stream, ts);
+        }
+    }
+}
