@@ -61,7 +61,9 @@ impl Head {
             DATA | HEADERS | CONTINUATION | PUSH_PROMISE => on_stream,
             PRIORITY => on_stream && self.len == 5,
             RST_STREAM => on_stream && self.len == 4,
-            SETTINGS => !on_stream && self.len % 6 == 0 && !(self.has(ACK) && self.len != 0),
+            SETTINGS => {
+                !on_stream && self.len.is_multiple_of(6) && !(self.has(ACK) && self.len != 0)
+            }
             PING => !on_stream && self.len == 8,
             GOAWAY => !on_stream && self.len >= 8,
             WINDOW_UPDATE => self.len == 4,
@@ -85,9 +87,13 @@ impl Head {
     }
 }
 
+/// The frame size every peer accepts (SETTINGS_MAX_FRAME_SIZE's initial value).
+pub const DEFAULT_MAX_FRAME: u32 = 16_384;
+
 /// Whether `data`, the first bytes the tool saw of one side of a connection, are HTTP/2:
-/// the client preface (whole, or the start of it), or whole frame headers that are all
-/// plausible, chained by their lengths through `data` (at least one).
+/// the client preface (whole, or the start of it), or frame headers that are all
+/// plausible, chained by their lengths through `data` (at least one). A frame that runs
+/// past `data` is weaker evidence, so it must also fit the default frame size.
 pub fn looks_like_h2(data: &[u8]) -> bool {
     if starts_with_preface(data) {
         return true;
@@ -102,7 +108,7 @@ pub fn looks_like_h2(data: &[u8]) -> bool {
         seen += 1;
         match rest.get(HEAD_LEN + h.len as usize..) {
             Some(r) => rest = r,
-            None => break,
+            None => return h.len <= DEFAULT_MAX_FRAME,
         }
     }
     seen > 0

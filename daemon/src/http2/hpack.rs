@@ -131,6 +131,10 @@ impl Hpack {
         self.table.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
     /// The table's current size in RFC 7541 terms.
     pub fn size(&self) -> usize {
         self.size

@@ -11,6 +11,8 @@ fn hex(s: &str) -> Vec<u8> {
         .collect()
 }
 
+type Fields = Vec<(String, String)>;
+
 fn pairs(f: &[(&str, &str)]) -> Vec<(String, String)> {
     f.iter()
         .map(|(n, v)| (n.to_string(), v.to_string()))
@@ -19,7 +21,7 @@ fn pairs(f: &[(&str, &str)]) -> Vec<(String, String)> {
 
 /// Decodes `blocks` with ours and with loona-hpack's decoder; both must agree and be
 /// complete. Returns our fields and (entries, size) after each block.
-fn both(blocks: &[Vec<u8>], max: Option<usize>) -> Vec<(Vec<(String, String)>, usize, usize)> {
+fn both(blocks: &[Vec<u8>], max: Option<usize>) -> Vec<(Fields, usize, usize)> {
     let mut ours = Hpack::new(true);
     let mut theirs = loona_hpack::Decoder::new();
     if let Some(m) = max {
@@ -174,7 +176,7 @@ fn joined_midway_unknown_name_index_inserts_a_placeholder() {
 }
 
 /// Headers of a plausible client over many requests, encoded by loona-hpack's encoder.
-fn conversation() -> (Vec<Vec<u8>>, Vec<Vec<(String, String)>>) {
+fn conversation() -> (Vec<Vec<u8>>, Vec<Fields>) {
     let mut enc = loona_hpack::Encoder::new();
     let mut blocks = Vec::new();
     let mut truth = Vec::new();

@@ -7,6 +7,7 @@
 //! raw socket bytes of a TLS connection are only read for the handshake (SNI, version),
 //! after which the kernel is told to stop sending them; the plaintext comes from the
 //! library probes.
+mod h2;
 pub mod tls;
 mod transaction;
 
@@ -581,40 +582,6 @@ impl Tracker {
             self.emit_exchange(key, ex);
         }
         not_http
-    }
-
-    /// [`Tracker::feed`] for an HTTP/2 connection.
-    fn feed_h2(
-        &mut self,
-        key: ConnKey,
-        side: Side,
-        lost: u64,
-        fresh: &[u8],
-        ts: Timestamp,
-    ) -> bool {
-        let Some(h) = self.conns.get_mut(&key).and_then(|c| c.h2.as_mut()) else {
-            return false;
-        };
-        let mut done = Vec::new();
-        if lost > 0 {
-            self.lost_stream_bytes += lost;
-            done.extend(h.gap(side, lost, ts));
-        }
-        if !fresh.is_empty() {
-            done.extend(h.feed(side, fresh, ts));
-        }
-        let not_h2 = h.is_not_http2();
-        if let Some(c) = self.conns.get_mut(&key) {
-            c.fed |= !fresh.is_empty();
-            if not_h2 {
-                c.h2 = None;
-            }
-        }
-        self.emit_opened(key);
-        for ex in done {
-            self.emit_exchange(key, ex);
-        }
-        not_h2
     }
 
     /// Stops the kernel copying a socket's bytes (user space cannot use them).
