@@ -481,7 +481,8 @@ fn grpc_connection_joined_mid_way() {
     let tok = token("joined");
     let mut client = grpc_client(port, &tok, &["first", "second", "third"]);
     let mut child = client
-        .args(["--wait-before", "8"])
+        .arg("--wait-stdin")
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .expect("client");
@@ -489,8 +490,12 @@ fn grpc_connection_joined_mid_way() {
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
     assert_eq!(line, "OK hello first\n");
+    let mut go = child.stdin.take().unwrap();
     let _client = Proc(child);
+    // the connection is open and its HPACK tables filled: now the capture starts
     let trace = Trace::start();
+    go.write_all(b"go\n").unwrap();
+    drop(go);
     for name in ["second", "third"] {
         let want = format!("hello {name}");
         let t = trace.tx("egress", |t| {
