@@ -108,6 +108,7 @@ pub struct H2Conn {
     /// The client preface was seen.
     from_start: bool,
     frames_ok: u64,
+    desyncs: u64,
     not_h2: bool,
     out: Vec<Exchange>,
 }
@@ -122,6 +123,7 @@ impl H2Conn {
             max_id: [0; 2],
             from_start: false,
             frames_ok: 0,
+            desyncs: 0,
             not_h2: false,
             out: Vec::new(),
         }
@@ -151,20 +153,17 @@ impl H2Conn {
                     self.from_start = true;
                 }
                 Rx::Start if d.hn == 0 && data.len() >= HEAD_LEN => {
-                    // a server's SETTINGS opens the connection; other plausible frames
-                    // are a connection joined mid-way
                     if side == Side::Server && frame::is_server_preface(data) {
+                        // a server's SETTINGS opens the connection
                         d.hpack = Hpack::new(true);
-                    }
-                    d.rx = if frame::looks_like_h2(data) {
-                        Rx::Head
-                    } else if self.frames_ok == 0 && !self.from_start {
-                        // nothing on either side was HTTP/2 after all
-                        self.give_up();
-                        break;
+                        d.rx = Rx::Head;
+                    } else if frame::looks_like_h2(data) {
+                        // frames of a connection joined mid-way
+                        d.rx = Rx::Head;
                     } else {
-                        Rx::Lost
-                    };
+                        self.not_in_step(side);
+                        break;
+                    }
                 }
                 Rx::Start => {
                     // fewer bytes than a frame header: decide on the header alone
@@ -174,15 +173,17 @@ impl H2Conn {
                     data = &data[k..];
                     if d.hn == HEAD_LEN {
                         d.hn = 0;
-                        if side == Side::Server && frame::is_server_preface(&d.hbuf) {
+                        let server_preface =
+                            side == Side::Server && frame::is_server_preface(&d.hbuf);
+                        if server_preface {
                             d.hpack = Hpack::new(true);
                         }
-                        if frame::looks_like_h2(&d.hbuf) {
+                        if server_preface || frame::looks_like_h2(&d.hbuf) {
                             d.rx = Rx::Head;
                             let h = Head::parse(&d.hbuf);
                             self.on_head(side, h, ts);
                         } else {
-                            d.rx = Rx::Lost;
+                            self.not_in_step(side);
                             break;
                         }
                     }
@@ -322,7 +323,10 @@ impl H2Conn {
                     self.drop_block(side, head.stream, &format!("header block lost: {msg}"));
                 }
             }
-            (Rx::Start, _) => self.dirs[i].rx = Rx::Lost,
+            (Rx::Start, _) => {
+                self.dirs[i].rx = Rx::Lost;
+                self.desyncs += 1;
+            }
             _ => self.lose_sync(side, &msg),
         }
         std::mem::take(&mut self.out)
@@ -341,6 +345,24 @@ impl H2Conn {
         std::mem::take(&mut self.out)
     }
 
+    /// A side's first bytes are not at a frame boundary: if nothing was HTTP/2 so far,
+    /// it is not; otherwise wait for a feed that starts with a frame.
+    fn not_in_step(&mut self, side: Side) {
+        if self.frames_ok == 0 && !self.from_start {
+            self.give_up();
+        } else {
+            self.dirs[idx(side)].rx = Rx::Lost;
+            self.desyncs += 1;
+        }
+    }
+
+    /// Times a side fell out of step with the frames (bytes lost, invalid frame headers,
+    /// first bytes not at a frame boundary); while zero, how the bytes were split into
+    /// feeds does not change the exchanges.
+    pub fn desyncs(&self) -> u64 {
+        self.desyncs
+    }
+
     fn give_up(&mut self) {
         self.not_h2 = true;
         self.streams.clear();
@@ -349,6 +371,7 @@ impl H2Conn {
 
     /// The side's byte stream is out of step: wait for a frame header, forget HPACK state.
     fn lose_sync(&mut self, side: Side, why: &str) {
+        self.desyncs += 1;
         let d = &mut self.dirs[idx(side)];
         d.rx = Rx::Lost;
         d.hn = 0;
