@@ -23,6 +23,8 @@ use std::sync::OnceLock;
 pub const MAX_TABLE_BYTES: usize = 64 * 1024;
 /// The table size an HTTP/2 encoder starts with.
 const DEFAULT_TABLE_BYTES: usize = 4096;
+/// Most fields kept from one header block (the rest are walked, for the table, and counted).
+pub const MAX_FIELDS: usize = 8192;
 /// Largest integer accepted in a representation (lengths, indexes, sizes).
 const MAX_INT: u64 = 1 << 28;
 const STATIC_LEN: usize = 61;
@@ -215,6 +217,11 @@ impl Hpack {
         let mut out = Block::default();
         while let Some(&first) = buf.first() {
             match self.field(first, &mut buf, &mut out) {
+                Ok(()) if out.fields.len() > MAX_FIELDS => {
+                    out.fields.pop();
+                    out.undecodable += 1;
+                    out.problem(format!("more than {MAX_FIELDS} fields in a header block"));
+                }
                 Ok(()) => {}
                 Err(why) => {
                     // the rest of the block cannot be walked: insertions in it are lost

@@ -226,3 +226,13 @@ fn joined_at_any_block_never_shows_a_wrong_field() {
         }
     }
 }
+
+#[test]
+fn fields_per_block_are_bounded_and_the_table_kept() {
+    let mut d = Hpack::new(true);
+    let mut b = vec![0x82; MAX_FIELDS + 5];
+    b.extend(hex("4003782d610131"));
+    let out = d.decode(&b);
+    assert_eq!((out.fields.len(), out.undecodable), (MAX_FIELDS, 6));
+    assert_eq!(d.len(), 1, "the insertion after the cap still happened");
+}
