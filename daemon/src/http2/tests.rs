@@ -436,3 +436,27 @@ fn wrong_preface_is_not_http2() {
     c.feed(Side::Server, &b, ts(1));
     assert!(c.is_not_http2());
 }
+
+#[test]
+fn server_push_is_its_own_exchange() {
+    let mut c = conn();
+    let (mut cl, mut sv) = (Peer::client(), Peer::server());
+    c.feed(Side::Client, &cl.headers(1, GET, true).take(), ts(1));
+    let mut p = 2u32.to_be_bytes().to_vec();
+    p.extend(sv.block(&[
+        (":method", "GET"),
+        (":scheme", "https"),
+        (":authority", "api.test"),
+        (":path", "/style.css"),
+    ]));
+    sv.raw(frame(PUSH_PROMISE, END_HEADERS, 1, &p))
+        .headers(1, &ok("text/html"), false)
+        .data(1, b"<html>", true)
+        .headers(2, &ok("text/css"), false)
+        .data(2, b"body{}", true);
+    let out = c.feed(Side::Server, &sv.take(), ts(2));
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert_eq!(text(&out[0]), ("GET", "/v1/items?x=1", 200, "<html>"));
+    assert_eq!(text(&out[1]), ("GET", "/style.css", 200, "body{}"));
+    assert_eq!(out[1].error, None);
+}
