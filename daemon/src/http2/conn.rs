@@ -3,7 +3,7 @@ use super::frame::{self, HEAD_LEN, Head};
 use super::hpack::Hpack;
 use super::stream::Stream;
 use crate::events::Timestamp;
-use crate::http::{BodyLimits, Exchange, Side};
+use crate::http::{BodyLimits, Exchange, HttpRequest, Side};
 use std::collections::{BTreeMap, VecDeque};
 
 #[path = "conn_frames.rs"]
@@ -127,6 +127,24 @@ impl H2Conn {
             not_h2: false,
             out: Vec::new(),
         }
+    }
+
+    /// A connection switched from HTTP/1.1 by `Upgrade: h2c`: `req` (the upgrade request)
+    /// is stream 1, whose response comes in HTTP/2; the client preface comes next.
+    pub fn upgraded(limits: BodyLimits, req: &HttpRequest, ts: Timestamp) -> Self {
+        let mut c = H2Conn::new(limits);
+        c.from_start = true;
+        c.max_id[1] = 1;
+        let mut s = Stream::new(ts, limits);
+        let mut headers = vec![
+            (":method".to_string(), req.method.clone()),
+            (":path".to_string(), req.target.clone()),
+        ];
+        headers.extend(req.headers.iter().cloned());
+        s.req.headers = Some(headers);
+        s.end_half(Side::Client, ts);
+        c.streams.insert(1, s);
+        c
     }
 
     /// The bytes turned out not to be HTTP/2 (a wrong preface, or invalid frames before

@@ -577,11 +577,14 @@ impl Tracker {
         if not_http {
             c.http = None;
         }
+        // `Upgrade: h2c` accepted: the connection goes on in HTTP/2
+        let upgraded =
+            not_http && side == Side::Server && self.h2c_upgrade(key, fresh, &mut done, ts);
         self.emit_opened(key);
         for ex in done {
             self.emit_exchange(key, ex);
         }
-        not_http
+        not_http && !upgraded
     }
 
     /// Stops the kernel copying a socket's bytes (user space cannot use them).

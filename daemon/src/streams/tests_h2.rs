@@ -164,3 +164,96 @@ fn binary_that_is_not_http2_is_still_muted() {
     assert!(transactions(&evs).is_empty());
     assert!(evs.iter().any(|e| matches!(e, Event::ConnectionOpened(_))));
 }
+
+#[test]
+fn http1_upgrade_to_h2c_goes_on_in_http2() {
+    let me = std::process::id();
+    let (mut t, mut k) = (tracker(), FakeKernel::default());
+    connect(&mut t, &mut k, 10, "127.0.0.1:8080");
+    let req =
+        b"GET /up HTTP/1.1\r\nHost: localhost:8080\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+                Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n";
+    t.handle(
+        data(me, 10, 0, Dir::Send, Source::Syscall, 0, req, 2),
+        &wall,
+        &mut k,
+    );
+    let mut sv =
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n".to_vec();
+    sv.extend(frame(4, 0, 0, &[]));
+    sv.extend(frame(
+        1,
+        4,
+        1,
+        &block(&[(":status", "200"), ("content-type", "text/plain")]),
+    ));
+    sv.extend(frame(0, 1, 1, b"upgraded"));
+    t.handle(
+        data(me, 10, 0, Dir::Recv, Source::Syscall, 0, &sv, 3),
+        &wall,
+        &mut k,
+    );
+    let mut cl = crate::http2::PREFACE.to_vec();
+    cl.extend(frame(4, 0, 0, &[]));
+    cl.extend(frame(
+        1,
+        5,
+        3,
+        &block(&[(":method", "GET"), (":path", "/next")]),
+    ));
+    t.handle(
+        data(
+            me,
+            10,
+            req.len() as u64,
+            Dir::Send,
+            Source::Syscall,
+            0,
+            &cl,
+            4,
+        ),
+        &wall,
+        &mut k,
+    );
+    let sv2 = frame(1, 5, 3, &block(&[(":status", "204")]));
+    t.handle(
+        data(
+            me,
+            10,
+            sv.len() as u64,
+            Dir::Recv,
+            Source::Syscall,
+            0,
+            &sv2,
+            5,
+        ),
+        &wall,
+        &mut k,
+    );
+    let evs = t.drain();
+    let txs = transactions(&evs);
+    let got: Vec<(&str, &str, Option<u16>, &str)> = txs
+        .iter()
+        .map(|x| {
+            let t = &x.transaction;
+            let body = t.response.as_ref().map_or("", |r| r.body.text.as_str());
+            (
+                t.request.http_version.as_str(),
+                t.summary.path.as_str(),
+                t.summary.status,
+                body,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("HTTP/1.1", "/up", Some(101), ""),
+            ("HTTP/2", "/up", Some(200), "upgraded"),
+            ("HTTP/2", "/next", Some(204), ""),
+        ],
+        "{evs:#?}"
+    );
+    assert_eq!(txs[1].transaction.request.url, "http://localhost:8080/up");
+    assert!(k.calls.is_empty(), "not muted: {:?}", k.calls);
+}
