@@ -268,6 +268,54 @@ pub struct Transaction {
     pub response: Option<Response>,
     pub timing: Timing,
     pub network: Network,
+    /// present for gRPC calls (HTTP/2 with `content-type: application/grpc*`)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<Grpc>,
+}
+
+/// A gRPC call: what `/package.Service/Method`, how it ended, and its messages.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Grpc {
+    /// `package.Service` (the path's first segment)
+    pub service: String,
+    /// `Method` (the path's second segment)
+    pub method: String,
+    /// `grpc-status` (from the trailers, or the headers of a trailers-only response);
+    /// absent when the call did not end where the tool could see it
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u32>,
+    /// the status code's name, e.g. `OK`, `NOT_FOUND`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_name: Option<String>,
+    /// `grpc-message`, percent-decoded
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// length-prefixed messages of both directions, requests first, each in order
+    pub messages: Vec<GrpcMessage>,
+    /// why the list is incomplete, if it is (body beyond the capture cap, too many)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// One length-prefixed gRPC message.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GrpcMessage {
+    /// `request` (client to server) or `response`
+    pub from: String,
+    /// the compressed flag of the prefix was set
+    pub compressed: bool,
+    /// the length in the prefix (bytes on the wire, compressed if `compressed`)
+    pub size: u64,
+    /// wire bytes kept (less than `size` when the body was cut at the capture cap)
+    pub captured: u64,
+    /// the message (decompressed per `grpc-encoding` when `compressed`), base64
+    pub data: String,
+    /// best-effort field dump of `data` read as protobuf without its schema
+    /// (`protoc --decode_raw` style), absent when it does not parse as protobuf
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dump: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -544,7 +592,11 @@ mod tests {
             .skip(1)
             .map(|b| b.split("\n```").next().unwrap())
             .collect();
-        assert_eq!(blocks.len(), 8, "one example per topic payload");
+        assert_eq!(
+            blocks.len(),
+            9,
+            "one example per topic payload, and an HTTP/2 gRPC transaction"
+        );
         check::<Connected>(blocks[0]);
         check::<Disconnected>(blocks[1]);
         check::<Dropped>(blocks[2]);
@@ -553,5 +605,6 @@ mod tests {
         check::<ConnectionOpened>(blocks[5]);
         check::<ConnectionClosed>(blocks[6]);
         check::<HttpTransaction>(blocks[7]);
+        check::<HttpTransaction>(blocks[8]);
     }
 }

@@ -42,6 +42,16 @@ impl BodyCapture {
         }
     }
 
+    /// The bytes kept so far (contiguous from the start of the body).
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// Every body byte counted so far (kept, beyond the cap, or lost).
+    pub(crate) fn size(&self) -> u64 {
+        self.size
+    }
+
     pub(crate) fn lose(&mut self, n: u64) {
         if self.lost == 0 {
             self.data.shrink_to_fit();

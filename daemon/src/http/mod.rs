@@ -30,8 +30,10 @@ mod tests_body;
 mod tests_gaps;
 
 use crate::events::{Body, Headers, Timestamp};
+pub(crate) use body::BodyCapture;
 pub use conn::{HttpConn, MAX_PENDING};
 pub use decode::MAX_DECODED_BYTES;
+pub(crate) use decode::{decode, decoded_cap};
 pub use head::MAX_HEAD_BYTES;
 
 /// Who sent the bytes.
@@ -121,6 +123,8 @@ pub struct Exchange {
     /// Why the exchange is incomplete or suspect, e.g. "connection closed before the
     /// response", "12 bytes lost in capture".
     pub error: Option<String>,
+    /// gRPC call details (HTTP/2 streams with `content-type: application/grpc*`).
+    pub grpc: Option<crate::events::Grpc>,
 }
 
 /// Whether `data`, the first bytes of a stream, plausibly starts an HTTP/1.x request: an

@@ -176,6 +176,7 @@ impl Slot {
             request_wire_bytes: self.req_wire,
             response_wire_bytes: self.resp_wire,
             error: (!self.errors.is_empty()).then(|| self.errors.join("; ")),
+            grpc: None,
         }
     }
 }

@@ -7,6 +7,7 @@
 //! raw socket bytes of a TLS connection are only read for the handshake (SNI, version),
 //! after which the kernel is told to stop sending them; the plaintext comes from the
 //! library probes.
+mod h2;
 pub mod tls;
 mod transaction;
 
@@ -21,6 +22,7 @@ use crate::events::{
     Timestamp, TlsInfo,
 };
 use crate::http::{self, BodyLimits, HttpConn, Side};
+use crate::http2::{self, H2Conn};
 
 /// What the tracker asks of the kernel side.
 pub trait KernelControl {
@@ -87,6 +89,8 @@ struct Conn {
     raw: [Reasm; 2],
     ssl: [Reasm; 2],
     http: Option<HttpConn>,
+    /// the connection speaks HTTP/2 (then `http` is `None`)
+    h2: Option<H2Conn>,
     /// bytes were given to the HTTP parser
     fed: bool,
     /// bytes seen while neither side was known to be the client
@@ -208,6 +212,7 @@ impl Tracker {
             raw: [Reasm::default(), Reasm::default()],
             ssl: [Reasm::default(), Reasm::default()],
             http: Some(HttpConn::new(limits)),
+            h2: None,
             fed: false,
             undecided: 0,
             seq: 0,
@@ -483,6 +488,8 @@ impl Tracker {
                     c.library = source.library();
                     c.tls = true;
                     c.http = Some(HttpConn::new(self.limits));
+                    c.h2 = None;
+                    c.fed = false;
                     if c.fd >= 0 && !c.muted {
                         c.muted = true;
                         k.set_sock_state(c.pid, c.fd, Some(qtap_common::sock_state::MUTE));
@@ -527,8 +534,8 @@ impl Tracker {
             return false;
         };
         if c.direction.is_none() && !fresh.is_empty() {
-            // which side speaks first with a request line is the client
-            if http::looks_like_request(fresh) {
+            // which side speaks first with a request line (or the HTTP/2 preface) is the client
+            if http::looks_like_request(fresh) || http2::starts_with_preface(fresh) {
                 c.direction = Some(if dir == Dir::Send {
                     Direction::Egress
                 } else {
@@ -550,6 +557,15 @@ impl Tracker {
             (Direction::Egress, Dir::Send) | (Direction::Ingress, Dir::Recv) => Side::Client,
             _ => Side::Server,
         };
+        // HTTP/2: the client preface, a server's SETTINGS, or frames of a connection
+        // joined mid-way, as the first bytes seen
+        if !c.fed && c.h2.is_none() && http2::looks_like_h2(fresh) {
+            c.h2 = Some(H2Conn::new(self.limits));
+            c.http = None;
+        }
+        if c.h2.is_some() {
+            return self.feed_h2(key, side, lost, fresh, ts);
+        }
         let Some(h) = c.http.as_mut() else {
             return true;
         };
@@ -566,11 +582,14 @@ impl Tracker {
         if not_http {
             c.http = None;
         }
+        // `Upgrade: h2c` accepted: the connection goes on in HTTP/2
+        let upgraded =
+            not_http && side == Side::Server && self.h2c_upgrade(key, fresh, &mut done, ts);
         self.emit_opened(key);
         for ex in done {
             self.emit_exchange(key, ex);
         }
-        not_http
+        not_http && !upgraded
     }
 
     /// Stops the kernel copying a socket's bytes (user space cannot use them).
@@ -635,7 +654,8 @@ impl Tracker {
             s.remove(&key);
         }
         self.ssl_to_fd.retain(|_, v| *v != key);
-        let rest = c.http.as_mut().map(|h| h.close(ts)).unwrap_or_default();
+        let mut rest = c.http.as_mut().map(|h| h.close(ts)).unwrap_or_default();
+        rest.extend(c.h2.as_mut().map(|h| h.close(ts)).unwrap_or_default());
         let (sent, recv) = counters.unwrap_or((c.bytes_sent, c.bytes_recv));
         c.bytes_sent = c.bytes_sent.max(sent);
         c.bytes_recv = c.bytes_recv.max(recv);

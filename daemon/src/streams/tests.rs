@@ -4,8 +4,8 @@ use crate::events::Event;
 use std::path::Path;
 
 #[derive(Default)]
-struct FakeKernel {
-    calls: Vec<(u32, i32, Option<u32>)>,
+pub(super) struct FakeKernel {
+    pub(super) calls: Vec<(u32, i32, Option<u32>)>,
 }
 
 impl KernelControl for FakeKernel {
@@ -14,7 +14,7 @@ impl KernelControl for FakeKernel {
     }
 }
 
-fn tracker() -> Tracker {
+pub(super) fn tracker() -> Tracker {
     Tracker::new(
         TrackerConfig {
             limits: BodyLimits {
@@ -25,12 +25,12 @@ fn tracker() -> Tracker {
     )
 }
 
-fn wall(k: u64) -> Timestamp {
+pub(super) fn wall(k: u64) -> Timestamp {
     Timestamp(1_700_000_000_000_000_000 + k)
 }
 
 #[allow(clippy::too_many_arguments)]
-fn data(
+pub(super) fn data(
     pid: u32,
     fd: i32,
     pos: u64,
@@ -54,7 +54,7 @@ fn data(
     }
 }
 
-fn transactions(evs: &[Event]) -> Vec<&crate::events::HttpTransaction> {
+pub(super) fn transactions(evs: &[Event]) -> Vec<&crate::events::HttpTransaction> {
     evs.iter()
         .filter_map(|e| {
             if let Event::HttpTransaction(t) = e {

@@ -87,8 +87,9 @@ pub(super) fn build(
             Body::empty(),
         ),
     };
-    let (url, scheme, authority, host, path) =
-        url_parts(&target, header(&req_headers, "host"), &fallback, c.tls);
+    // HTTP/2 carries the authority in the `:authority` pseudo-header
+    let host_header = header(&req_headers, "host").or(header(&req_headers, ":authority"));
+    let (url, scheme, authority, host, path) = url_parts(&target, host_header, &fallback, c.tls);
     let response = ex.response.map(|r| Response {
         headers: r.all_headers(),
         status: r.status,
@@ -146,6 +147,7 @@ pub(super) fn build(
             tls_version: c.tls_version.clone(),
             sni: c.sni.clone(),
         },
+        grpc: ex.grpc,
     };
     HttpTransaction {
         summary,
