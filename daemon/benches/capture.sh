@@ -26,6 +26,8 @@
 #   QUIET_WAIT [600]: before each run, wait up to this many seconds until no other
 #     tracing eBPF program (another qtap, bpftrace, ...) is loaded; runs that still see
 #     one are measured again up to RETRIES [2] times, then flagged in the table. QUIET_LOAD [off]: also wait for load1 below this.
+#   SAT_COUNT=1: during the saturation runs, count the transactions qtap prints (and
+#     system.dropped) instead of discarding its output; costs the machine a little CPU
 #   NO_BUILD=1 (skip cargo build)   KEEP=1 (keep the work directory)
 #   PERF=1 (perf record -a -g for 10 s during the first floor and the first qtap run;
 #           reports by process and symbol go to the work directory, which is then kept)
@@ -49,6 +51,7 @@ HZ=$(getconf CLK_TCK)
 
 QUIET_WAIT=${QUIET_WAIT:-600}
 RETRIES=${RETRIES:-2}
+SAT_MODE=$([[ ${SAT_COUNT:-0} == 1 ]] && echo count || echo discard)
 QUIET_LOAD=${QUIET_LOAD:-}
 FOREIGN=0
 
@@ -151,11 +154,13 @@ LIBSSL=$(readlink -f "$(ldd "$(command -v nginx)" | awk '/libssl/ {print $3}')")
 log "nginx up on 127.0.0.1:$PORT (libssl $LIBSSL), work dir $WORK"
 
 # ---------------------------------------------------------------- qtap
-# start_qtap NAME: qtap trace, stdout drained by mawk, which keeps the first line,
-# counts this benchmark's transactions per direction and keeps system.dropped lines.
-# Sets QPID and APID; returns once system.connected has been printed.
+# start_qtap NAME [count]: qtap trace, its stdout read by a shell that keeps the
+# first line and then hands the rest to `cat >/dev/null`, or with `count` to mawk, which
+# counts this benchmark's transactions per direction and keeps system.dropped lines
+# (mawk costs the machine a few % of a core at saturation). Sets QPID and APID;
+# returns once system.connected has been printed.
 start_qtap() {
-    local name=$1 i
+    local name=$1 mode=${2:-discard} i
     rm -f "$WORK/$name".*
     mkfifo "$WORK/$name.fifo"
     "$QTAP" trace >"$WORK/$name.fifo" 2>"$WORK/$name.err" &
@@ -166,6 +171,7 @@ start_qtap() {
     {
         IFS= read -r line || true
         printf '%s\n' "$line" >"$WORK/$name.first"
+        [[ $mode == count ]] || exec cat >/dev/null
         exec mawk -v drops="$WORK/$name.dropped" \
             -v counts="$WORK/$name.counts" -v url="\"url\":\"https://127.0.0.1:$PORT/" '
         index($0, "\"topic\":\"request.http_transaction\"") {
@@ -312,7 +318,7 @@ measure() {
         wait_quiet
         case $tag in
         floor) start_floor ;;
-        qtap) start_qtap "$name" ;;
+        qtap) start_qtap "$name" "$SAT_MODE" ;;
         esac
         ours=$(foreign_progs)
         run_wrk "$path" "$tag"
@@ -355,7 +361,9 @@ for path in $PATHS; do
         sleep 2
         name=sat$((++NSAT))
         measure "$path" qtap "$name"
-        CAPTURED["$path $r"]="$(cat "$WORK/$name.counts") dropped=$(dropped_summary "$name")"
+        if [[ $SAT_MODE == count ]]; then
+            CAPTURED["$path $r"]="$(cat "$WORK/$name.counts") dropped=$(dropped_summary "$name")"
+        fi
         sleep 2
     done
 done
@@ -365,7 +373,7 @@ log "fixed rate: $RATE req/s for $RATE_SECONDS s with qtap attached"
 for ((try = 0; try <= RETRIES; try++)); do
     wait_quiet
     RATE_FOREIGN=$FOREIGN
-    start_qtap rate
+    start_qtap rate count
     RATE_OURS=$(foreign_progs)
     RSS_IDLE=$(vm_kib "$QPID" VmRSS)
     RL0=$(load1)
@@ -402,7 +410,7 @@ cat <<EOF
 ## qtap capture benchmark — $(date -u +%Y-%m-%dT%H:%MZ)
 
 - machine: $NPROC × $CPU_MODEL, kernel $KERNEL; load average at start $START_LOAD, at end $END_LOAD
-- qtap: commit $COMMIT$DIRTY, \`target/release/qtap trace\` (stdout drained by mawk, which counts transactions)
+- qtap: commit $COMMIT$DIRTY, \`target/release/qtap trace\` (saturation: stdout read to its first line, then \`cat >/dev/null\`$([[ $SAT_MODE == count ]] && echo "; SAT_COUNT=1: counted by mawk instead"); fixed rate: counted by mawk)
 - nginx $(nginx -v 2>&1 | sed 's/.*\///'), $WORKERS worker(s), TLS (ECDSA P-256) on 127.0.0.1:$PORT, access_log off; libssl $LIBSSL
 - load: \`wrk -t$THREADS -c$CONNS -d${DURATION}s\`, keep-alive; $REPEAT round(s) of baseline → floor → qtap per body, median shown
 - floor: bpftrace, empty programs (\`{}\`) on uprobe+uretprobe of SSL_read, SSL_write, SSL_read_ex, SSL_write_ex in that libssl and the tracepoints qtap attaches (sys_enter/exit of ${FLOOR_TRACEPOINTS// /, }; sys_enter_close; sock:inet_sock_set_state; sched_process_exec/exit)
@@ -447,7 +455,8 @@ loaded at the start or appearing during the run, should be 0):
 |---|---|---:|---:|---|---|---:|---:|
 EOF
 awk '{printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, ($5 == "0" ? "none" : "yes (see wrk)"), $6, $7, $8}' "$WORK/results"
-cat <<EOF
+if [[ $SAT_MODE == count ]]; then
+    cat <<EOF
 
 Transactions qtap printed during the saturation runs (this benchmark's only; wrk's
 own count excludes requests in flight when it stops; both sides of each exchange are
@@ -466,6 +475,7 @@ for path in $PATHS; do
         echo "| $path | $r | $reqs | $ing | $eg | $dr |"
     done
 done
+fi
 cat <<EOF
 
 ### Daemon at a fixed $RATE requests/s (\`return 200\` body, $RATE_SECONDS s, $RATE_CONNS keep-alive connections)
