@@ -26,9 +26,11 @@
 #   QUIET_WAIT [600]: before each run, wait up to this many seconds until no other
 #     tracing eBPF program (another qtap, bpftrace, ...) is loaded; runs that still see
 #     one are measured again up to RETRIES [2] times, then flagged in the table. QUIET_LOAD [off]: also wait for load1 below this.
+#   SAT_COUNT=1: during the saturation runs, count the transactions qtap prints (and
+#     system.dropped) instead of discarding its output; costs the machine a little CPU
 #   NO_BUILD=1 (skip cargo build)   KEEP=1 (keep the work directory)
-#   PERF=1 (perf record -g the daemon for 10 s during the first qtap run on the first
-#           path; the report goes to the work directory, which is then kept)
+#   PERF=1 (perf record -a -g for 10 s during the first floor and the first qtap run;
+#           reports by process and symbol go to the work directory, which is then kept)
 set -euo pipefail
 
 PORT=${PORT:-18443}
@@ -49,6 +51,7 @@ HZ=$(getconf CLK_TCK)
 
 QUIET_WAIT=${QUIET_WAIT:-600}
 RETRIES=${RETRIES:-2}
+SAT_MODE=$([[ ${SAT_COUNT:-0} == 1 ]] && echo count || echo discard)
 QUIET_LOAD=${QUIET_LOAD:-}
 FOREIGN=0
 
@@ -151,11 +154,13 @@ LIBSSL=$(readlink -f "$(ldd "$(command -v nginx)" | awk '/libssl/ {print $3}')")
 log "nginx up on 127.0.0.1:$PORT (libssl $LIBSSL), work dir $WORK"
 
 # ---------------------------------------------------------------- qtap
-# start_qtap NAME: qtap trace, stdout drained by mawk, which keeps the first line,
-# counts this benchmark's transactions per direction and keeps system.dropped lines.
-# Sets QPID and APID; returns once system.connected has been printed.
+# start_qtap NAME [count]: qtap trace, its stdout read by a shell that keeps the
+# first line and then hands the rest to `cat >/dev/null`, or with `count` to mawk, which
+# counts this benchmark's transactions per direction and keeps system.dropped lines
+# (mawk costs the machine a few % of a core at saturation). Sets QPID and APID;
+# returns once system.connected has been printed.
 start_qtap() {
-    local name=$1 i
+    local name=$1 mode=${2:-discard} i
     rm -f "$WORK/$name".*
     mkfifo "$WORK/$name.fifo"
     "$QTAP" trace >"$WORK/$name.fifo" 2>"$WORK/$name.err" &
@@ -166,6 +171,7 @@ start_qtap() {
     {
         IFS= read -r line || true
         printf '%s\n' "$line" >"$WORK/$name.first"
+        [[ $mode == count ]] || exec cat >/dev/null
         exec mawk -v drops="$WORK/$name.dropped" \
             -v counts="$WORK/$name.counts" -v url="\"url\":\"https://127.0.0.1:$PORT/" '
         index($0, "\"topic\":\"request.http_transaction\"") {
@@ -280,8 +286,8 @@ run_wrk() {
     local path=$1 tag=$2 out=$WORK/wrk.out rps reqs errs l0 l1 c0=0 c1=0 cpu="-" perfpid=""
     l0=$(load1)
     if [[ $tag == qtap ]]; then c0=$(cpu_ticks "$QPID"); fi
-    if [[ $tag == qtap && $PERF == 1 && ! -e $WORK/perf.data ]]; then
-        perf record -g -F 999 -p "$QPID" -o "$WORK/perf.data" -- sleep 10 >/dev/null 2>&1 &
+    if [[ $tag != baseline && $PERF == 1 && ! -e $WORK/perf-$tag.data ]]; then
+        perf record -a -g -F 499 -o "$WORK/perf-$tag.data" -- sleep 10 >/dev/null 2>&1 &
         perfpid=$!
         PIDS+=("$perfpid")
     fi
@@ -312,7 +318,7 @@ measure() {
         wait_quiet
         case $tag in
         floor) start_floor ;;
-        qtap) start_qtap "$name" ;;
+        qtap) start_qtap "$name" "$SAT_MODE" ;;
         esac
         ours=$(foreign_progs)
         run_wrk "$path" "$tag"
@@ -355,32 +361,40 @@ for path in $PATHS; do
         sleep 2
         name=sat$((++NSAT))
         measure "$path" qtap "$name"
-        CAPTURED["$path $r"]="$(cat "$WORK/$name.counts") dropped=$(dropped_summary "$name")"
+        if [[ $SAT_MODE == count ]]; then
+            CAPTURED["$path $r"]="$(cat "$WORK/$name.counts") dropped=$(dropped_summary "$name")"
+        fi
         sleep 2
     done
 done
 
 # ---------------------------------------------------------------- fixed rate
 log "fixed rate: $RATE req/s for $RATE_SECONDS s with qtap attached"
-wait_quiet
-RATE_FOREIGN=$FOREIGN
-start_qtap rate
-RATE_OURS=$(foreign_progs)
-RSS_IDLE=$(vm_kib "$QPID" VmRSS)
-RL0=$(load1)
-C0=$(cpu_ticks "$QPID")
-T0=$(date +%s.%N)
-timeout $((RATE_SECONDS + 60)) /usr/bin/python3 "$ROOT/daemon/benches/rate_client.py" \
-    --port "$PORT" --rate "$RATE" --duration "$RATE_SECONDS" --conns "$RATE_CONNS" \
-    >"$WORK/rate.json" 2>"$WORK/rate.err" || die "rate client failed: $(cat "$WORK/rate.err")"
-T1=$(date +%s.%N)
-C1=$(cpu_ticks "$QPID")
-RSS_END=$(vm_kib "$QPID" VmRSS)
-HWM=$(vm_kib "$QPID" VmHWM)
-RL1=$(load1)
-RATE_POST=$(foreign_progs)
-RATE_FOREIGN=$((RATE_FOREIGN + (RATE_POST > RATE_OURS ? RATE_POST - RATE_OURS : RATE_OURS - RATE_POST)))
-stop_qtap
+for ((try = 0; try <= RETRIES; try++)); do
+    wait_quiet
+    RATE_FOREIGN=$FOREIGN
+    start_qtap rate count
+    RATE_OURS=$(foreign_progs)
+    RSS_IDLE=$(vm_kib "$QPID" VmRSS)
+    RL0=$(load1)
+    C0=$(cpu_ticks "$QPID")
+    T0=$(date +%s.%N)
+    timeout $((RATE_SECONDS + 60)) /usr/bin/python3 "$ROOT/daemon/benches/rate_client.py" \
+        --port "$PORT" --rate "$RATE" --duration "$RATE_SECONDS" --conns "$RATE_CONNS" \
+        >"$WORK/rate.json" 2>"$WORK/rate.err" || die "rate client failed: $(cat "$WORK/rate.err")"
+    T1=$(date +%s.%N)
+    C1=$(cpu_ticks "$QPID")
+    RSS_END=$(vm_kib "$QPID" VmRSS)
+    HWM=$(vm_kib "$QPID" VmHWM)
+    RL1=$(load1)
+    RATE_POST=$(foreign_progs)
+    RATE_FOREIGN=$((RATE_FOREIGN + (RATE_POST > RATE_OURS ? RATE_POST - RATE_OURS : RATE_OURS - RATE_POST)))
+    stop_qtap
+    if ((RATE_FOREIGN == 0 || try == RETRIES)); then
+        break
+    fi
+    log "other tracing eBPF programs were loaded during the run; measuring again"
+done
 RATE_JSON=$(cat "$WORK/rate.json")
 jget() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$RATE_JSON" "$1"; }
 OK=$(jget ok)
@@ -396,23 +410,40 @@ cat <<EOF
 ## qtap capture benchmark — $(date -u +%Y-%m-%dT%H:%MZ)
 
 - machine: $NPROC × $CPU_MODEL, kernel $KERNEL; load average at start $START_LOAD, at end $END_LOAD
-- qtap: commit $COMMIT$DIRTY, \`target/release/qtap trace\` (stdout drained by mawk, which counts transactions)
+- qtap: commit $COMMIT$DIRTY, \`target/release/qtap trace\` (saturation: stdout read to its first line, then \`cat >/dev/null\`$([[ $SAT_MODE == count ]] && echo "; SAT_COUNT=1: counted by mawk instead"); fixed rate: counted by mawk)
 - nginx $(nginx -v 2>&1 | sed 's/.*\///'), $WORKERS worker(s), TLS (ECDSA P-256) on 127.0.0.1:$PORT, access_log off; libssl $LIBSSL
 - load: \`wrk -t$THREADS -c$CONNS -d${DURATION}s\`, keep-alive; $REPEAT round(s) of baseline → floor → qtap per body, median shown
 - floor: bpftrace, empty programs (\`{}\`) on uprobe+uretprobe of SSL_read, SSL_write, SSL_read_ex, SSL_write_ex in that libssl and the tracepoints qtap attaches (sys_enter/exit of ${FLOOR_TRACEPOINTS// /, }; sys_enter_close; sock:inet_sock_set_state; sched_process_exec/exit)
 
 ### Throughput at saturation (requests/s)
 
-| body | baseline | floor (empty hooks) | qtap trace | floor / baseline | qtap / baseline | **qtap / floor** (aim ≥ 0.85) |
-|---|---:|---:|---:|---:|---:|---:|
+Medians over the undisturbed runs; the last column pairs each qtap run with the floor
+run of the same round (a minute apart, so slower drifts in the machine's load cancel).
+
+| body | baseline | floor (empty hooks) | qtap trace | floor / baseline | qtap / baseline | **qtap / floor** (aim ≥ 0.85) | qtap / floor, per round |
+|---|---:|---:|---:|---:|---:|---:|---:|
 EOF
+# clean PATH TAG: requests/s of the runs no other tracing eBPF program disturbed (all
+# runs if none was clean)
+clean() {
+    local v
+    v=$(awk -v p="$1" -v t="$2" '$1 == t && $2 == p && $8 == 0 {print $3}' "$WORK/results")
+    [[ -n $v ]] || v=$(awk -v p="$1" -v t="$2" '$1 == t && $2 == p {print $3}' "$WORK/results")
+    echo "$v"
+}
 for path in $PATHS; do
-    b=$(awk -v p="$path" '$1 == "baseline" && $2 == p {print $3}' "$WORK/results" | median)
-    f=$(awk -v p="$path" '$1 == "floor" && $2 == p {print $3}' "$WORK/results" | median)
-    q=$(awk -v p="$path" '$1 == "qtap" && $2 == p {print $3}' "$WORK/results" | median)
+    b=$(clean "$path" baseline | median)
+    f=$(clean "$path" floor | median)
+    q=$(clean "$path" qtap | median)
+    # the same ratio taken within each round (runs a minute apart), then the median
+    pr=$(awk -v p="$path" '$2 == p && $1 == "floor" {f[++nf] = $3; cf[nf] = $8}
+        $2 == p && $1 == "qtap" {q[++nq] = $3; cq[nq] = $8}
+        END {for (i = 1; i <= nq; i++) if (cf[i] == 0 && cq[i] == 0) print q[i] / f[i]}' "$WORK/results")
+    pr=$(median <<<"$pr")
     body=$([[ $path == / ]] && echo "\`return 200\` (39 B) at /" || echo "16 KiB file at $path")
-    awk -v body="$body" -v b="$b" -v f="$f" -v q="$q" 'BEGIN {
-        printf "| %s | %.0f | %.0f | %.0f | %.2f | %.2f | **%.2f** |\n", body, b, f, q, f / b, q / b, q / f }'
+    awk -v body="$body" -v b="$b" -v f="$f" -v q="$q" -v pr="$pr" 'BEGIN {
+        printf "| %s | %.0f | %.0f | %.0f | %.2f | %.2f | **%.2f** | %s |\n", body, b, f, q, f / b, q / b, q / f,
+            (pr == "nan" ? "-" : sprintf("%.2f", pr)) }'
 done
 cat <<EOF
 
@@ -424,7 +455,8 @@ loaded at the start or appearing during the run, should be 0):
 |---|---|---:|---:|---|---|---:|---:|
 EOF
 awk '{printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, ($5 == "0" ? "none" : "yes (see wrk)"), $6, $7, $8}' "$WORK/results"
-cat <<EOF
+if [[ $SAT_MODE == count ]]; then
+    cat <<EOF
 
 Transactions qtap printed during the saturation runs (this benchmark's only; wrk's
 own count excludes requests in flight when it stops; both sides of each exchange are
@@ -443,6 +475,7 @@ for path in $PATHS; do
         echo "| $path | $r | $reqs | $ing | $eg | $dr |"
     done
 done
+fi
 cat <<EOF
 
 ### Daemon at a fixed $RATE requests/s (\`return 200\` body, $RATE_SECONDS s, $RATE_CONNS keep-alive connections)
@@ -459,8 +492,15 @@ cat <<EOF
 | load average before / after | $RL0 / $RL1 |
 | other tracing eBPF programs loaded at start or during the run | $RATE_FOREIGN |
 EOF
-if [[ $PERF == 1 && -e $WORK/perf.data ]]; then
-    perf report -i "$WORK/perf.data" --no-children --stdio --percent-limit 2 2>/dev/null |
-        grep -v '^$' | head -80 >"$WORK/perf-report.txt" || true
-    printf '\nperf profile of the daemon (10 s of the first qtap run): %s\n' "$WORK/perf-report.txt"
+if [[ $PERF == 1 ]]; then
+    for t in floor qtap; do
+        [[ -e $WORK/perf-$t.data ]] || continue
+        {
+            perf report -i "$WORK/perf-$t.data" --no-children --sort comm --stdio -g none 2>/dev/null
+            perf report -i "$WORK/perf-$t.data" --no-children --sort comm,dso,sym --stdio -g none \
+                --percent-limit 0.3 2>/dev/null
+        } | grep -v '^#' | grep -v '^$' >"$WORK/perf-$t.txt" || true
+    done
+    printf '\nperf profiles (whole machine, 10 s of the first floor and qtap runs): %s\n' \
+        "$WORK/perf-floor.txt $WORK/perf-qtap.txt"
 fi
