@@ -172,7 +172,6 @@ pub fn pids(proc_root: &Path) -> Vec<u32> {
         .collect()
 }
 
-
 /// The executable of `pid`, opened through its root.
 pub fn exe_of(proc_root: &Path, pid: u32) -> Option<LibFile> {
     let base = proc_root.join(pid.to_string());
