@@ -196,7 +196,9 @@ fn probes_only_while_someone_watches() {
         OUR_PROGRAMS.len(),
         "probes stay attached during the grace period"
     );
-    wait_until(10, "probes detached after the grace period", || {
+    // Unregistering uprobes is slow on some kernels/VMs (measured here: ~60 uprobe links,
+    // e.g. the Go TLS probes on dockerd and containerd, take ~8 s to go): generous bound.
+    wait_until(45, "probes detached after the grace period", || {
         our_programs() == 0
     });
     let h: serde_json::Value =
