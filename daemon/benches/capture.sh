@@ -46,7 +46,7 @@ RATE_SECONDS=${RATE_SECONDS:-20}
 RATE_CONNS=${RATE_CONNS:-16}
 PERF=${PERF:-0}
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+ROOT=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../.." && pwd)
 QTAP=$ROOT/target/release/qtap
 HZ=$(getconf CLK_TCK)
 
@@ -87,7 +87,8 @@ cleanup() {
     fi
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'log "interrupted (SIGINT)"; exit 130' INT
+trap 'log "terminated (SIGTERM)"; exit 143' TERM
 forget() { # forget PID: drop it from the cleanup list
     local p keep=()
     for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
