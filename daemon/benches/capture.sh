@@ -7,7 +7,7 @@
 #    self-signed cert and starts nginx with TLS on 127.0.0.1:$PORT, serving a fixed
 #    `return 200` body at / and a 16 KiB static file at /static/16k.txt;
 # 2. saturates it with wrk ($THREADS threads, $CONNS connections, $DURATION s) in three
-#    set-ups: baseline (nothing attached), qtap (`qtap trace` attached, stdout drained),
+#    set-ups: baseline (nothing attached), qtap (`qtap trace > /dev/null` attached),
 #    floor (bpftrace with the same hooks and empty programs);
 # 3. drives $RATE requests/s for $RATE_SECONDS s (daemon/benches/rate_client.py, an
 #    open-loop python ssl client) with `qtap trace` attached and reports the daemon's
@@ -27,7 +27,8 @@
 #     tracing eBPF program (another qtap, bpftrace, ...) is loaded; runs that still see
 #     one are measured again up to RETRIES [2] times, then flagged in the table. QUIET_LOAD [off]: also wait for load1 below this.
 #   SAT_COUNT=1: during the saturation runs, count the transactions qtap prints (and
-#     system.dropped) instead of discarding its output; costs the machine a little CPU
+#     system.dropped) instead of sending them to /dev/null; costs throughput (a pipe
+#     reader wakes per line)
 #   NO_BUILD=1 (skip cargo build)   KEEP=1 (keep the work directory)
 #   PERF=1 (perf record -a -g for 10 s during the first floor and the first qtap run;
 #           reports by process and symbol go to the work directory, which is then kept)
@@ -45,13 +46,13 @@ RATE_SECONDS=${RATE_SECONDS:-20}
 RATE_CONNS=${RATE_CONNS:-16}
 PERF=${PERF:-0}
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+ROOT=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../.." && pwd)
 QTAP=$ROOT/target/release/qtap
 HZ=$(getconf CLK_TCK)
 
 QUIET_WAIT=${QUIET_WAIT:-600}
 RETRIES=${RETRIES:-2}
-SAT_MODE=$([[ ${SAT_COUNT:-0} == 1 ]] && echo count || echo discard)
+SAT_MODE=$([[ ${SAT_COUNT:-0} == 1 ]] && echo count || echo devnull)
 QUIET_LOAD=${QUIET_LOAD:-}
 FOREIGN=0
 
@@ -86,7 +87,8 @@ cleanup() {
     fi
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'log "interrupted (SIGINT)"; exit 130' INT
+trap 'log "terminated (SIGTERM)"; exit 143' TERM
 forget() { # forget PID: drop it from the cleanup list
     local p keep=()
     for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
@@ -154,14 +156,32 @@ LIBSSL=$(readlink -f "$(ldd "$(command -v nginx)" | awk '/libssl/ {print $3}')")
 log "nginx up on 127.0.0.1:$PORT (libssl $LIBSSL), work dir $WORK"
 
 # ---------------------------------------------------------------- qtap
-# start_qtap NAME [count]: qtap trace, its stdout read by a shell that keeps the
-# first line and then hands the rest to `cat >/dev/null`, or with `count` to mawk, which
-# counts this benchmark's transactions per direction and keeps system.dropped lines
-# (mawk costs the machine a few % of a core at saturation). Sets QPID and APID;
-# returns once system.connected has been printed.
+# start_qtap NAME [count]: starts `qtap trace`; sets QPID (and APID with `count`).
+# - default: stdout to /dev/null, as a user would run it. Its first line cannot be seen
+#   there, so readiness is the "probes attached" line qtap logs on stderr at the moment
+#   it publishes system.connected (reading stdout through a pipe, even with
+#   `cat >/dev/null`, cost 0-20 % throughput in 3 noisy pairs here: a reader wake-up per
+#   line).
+# - count: stdout through a fifo; bash reads and checks the first line
+#   (system.connected), then mawk counts this benchmark's transactions per direction and
+#   keeps the system.dropped lines.
 start_qtap() {
-    local name=$1 mode=${2:-discard} i
+    local name=$1 mode=${2:-devnull} i
     rm -f "$WORK/$name".*
+    APID=""
+    if [[ $mode != count ]]; then
+        "$QTAP" trace >/dev/null 2>"$WORK/$name.err" &
+        QPID=$!
+        PIDS+=("$QPID")
+        for ((i = 0; i < 600; i++)); do
+            grep -q 'probes attached' "$WORK/$name.err" && break
+            kill -0 "$QPID" 2>/dev/null || die "qtap exited: $(cat "$WORK/$name.err")"
+            sleep 0.1
+        done
+        grep -q 'probes attached' "$WORK/$name.err" || die "qtap did not attach: $(cat "$WORK/$name.err")"
+        sleep 1 # let the attach-time /proc scan settle
+        return
+    fi
     mkfifo "$WORK/$name.fifo"
     "$QTAP" trace >"$WORK/$name.fifo" 2>"$WORK/$name.err" &
     QPID=$!
@@ -171,7 +191,6 @@ start_qtap() {
     {
         IFS= read -r line || true
         printf '%s\n' "$line" >"$WORK/$name.first"
-        [[ $mode == count ]] || exec cat >/dev/null
         exec mawk -v drops="$WORK/$name.dropped" \
             -v counts="$WORK/$name.counts" -v url="\"url\":\"https://127.0.0.1:$PORT/" '
         index($0, "\"topic\":\"request.http_transaction\"") {
@@ -193,13 +212,17 @@ start_qtap() {
     done
     grep -q '"topic":"system.connected"' "$WORK/$name.first" ||
         die "qtap's first line is not system.connected: $(head -c 300 "$WORK/$name.first")"
+    grep -q '"status":"failed' "$WORK/$name.first" &&
+        log "warning: system.connected lists a failed probe: $(head -c 600 "$WORK/$name.first")"
     sleep 1 # let the attach-time /proc scan settle
 }
 stop_qtap() { # after the load: give the tail 2 s to drain, then Ctrl-C
     sleep 2
     stop "$QPID" INT
-    wait "$APID" 2>/dev/null || true
-    forget "$APID"
+    if [[ -n $APID ]]; then
+        wait "$APID" 2>/dev/null || true
+        forget "$APID"
+    fi
 }
 # dropped_summary NAME: "events/bytes by reason" from the system.dropped lines
 dropped_summary() {
@@ -410,7 +433,7 @@ cat <<EOF
 ## qtap capture benchmark — $(date -u +%Y-%m-%dT%H:%MZ)
 
 - machine: $NPROC × $CPU_MODEL, kernel $KERNEL; load average at start $START_LOAD, at end $END_LOAD
-- qtap: commit $COMMIT$DIRTY, \`target/release/qtap trace\` (saturation: stdout read to its first line, then \`cat >/dev/null\`$([[ $SAT_MODE == count ]] && echo "; SAT_COUNT=1: counted by mawk instead"); fixed rate: counted by mawk)
+- qtap: commit $COMMIT$DIRTY, \`target/release/qtap trace\` (saturation: $([[ $SAT_MODE == count ]] && echo "SAT_COUNT=1, stdout counted by mawk through a fifo" || echo "\`> /dev/null\`, ready when it logs \"probes attached\""); fixed rate: stdout counted by mawk through a fifo, ready at its system.connected line)
 - nginx $(nginx -v 2>&1 | sed 's/.*\///'), $WORKERS worker(s), TLS (ECDSA P-256) on 127.0.0.1:$PORT, access_log off; libssl $LIBSSL
 - load: \`wrk -t$THREADS -c$CONNS -d${DURATION}s\`, keep-alive; $REPEAT round(s) of baseline → floor → qtap per body, median shown
 - floor: bpftrace, empty programs (\`{}\`) on uprobe+uretprobe of SSL_read, SSL_write, SSL_read_ex, SSL_write_ex in that libssl and the tracepoints qtap attaches (sys_enter/exit of ${FLOOR_TRACEPOINTS// /, }; sys_enter_close; sock:inet_sock_set_state; sched_process_exec/exit)
