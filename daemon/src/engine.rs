@@ -95,7 +95,7 @@ impl Engine {
         let thread = std::thread::Builder::new()
             .name("qtap-capture".into())
             .spawn(move || {
-                let cap = match Capture::start(cfg.capture.clone()) {
+                let mut cap = match Capture::start(cfg.capture.clone()) {
                     Ok(c) => c,
                     Err(e) => {
                         let _ = tx.send(Err(e));
@@ -105,8 +105,12 @@ impl Engine {
                 if let Ok(mut p) = probes.lock() {
                     *p = cap.probes().to_vec();
                 }
+                // connections open before the attach are captured from here on: marked in
+                // the kernel before the caller is told the capture runs, so a request made
+                // right after `system.connected` on such a connection is never missed
+                let existing = cap.prime_existing();
                 let _ = tx.send(Ok(cap.probes().to_vec()));
-                run(cap, cfg, sink, stop2, probes, snapshot);
+                run(cap, existing, cfg, sink, stop2, probes, snapshot);
             })
             .map_err(|e| CaptureError::Load(format!("cannot start the capture thread: {e}")))?;
         match rx.recv() {
@@ -154,6 +158,7 @@ impl Drop for Engine {
 
 fn run(
     mut cap: Capture,
+    existing: Vec<(u32, i32, crate::capture::procnet::TcpEntry, bool)>,
     cfg: EngineConfig,
     mut sink: Sink,
     stop: Arc<AtomicBool>,
@@ -174,7 +179,7 @@ fn run(
         procs,
     );
     let now = Timestamp::now();
-    for (pid, fd, t, ingress) in cap.prime_existing() {
+    for (pid, fd, t, ingress) in existing {
         tracker.add_existing(pid, fd, t.local, t.remote, ingress, now);
     }
     for ev in tracker.drain() {
