@@ -5,31 +5,13 @@ Each seed is [flags, n-1, schedule[n], payload]: the schedule is built so that e
 feeds exactly one piece of the conversation below (see fuzz_targets/http_parser.rs)."""
 import gzip, os, zlib
 
-def steps_for(server, data):
-    out = []
-    while data:
-        k = 0
-        while (k + 1) * (k + 1) + 1 <= len(data) and k + 1 <= 31:
-            k += 1
-        n = k * k + 1
-        out.append(((0x80 if server else 0) | k, data[:n]))
-        data = data[n:]
-    return out
+from seedlib import write_seed
 
 def seed(name, convo, flags=3, gap=None):
-    steps = []
-    for i, (server, data) in enumerate(convo):
-        steps += steps_for(server, data)
-        if gap is not None and i == gap[0]:
-            steps.append(((0x80 if gap[1] else 0) | 0x60 | gap[2], b""))
-    assert 0 < len(steps) <= 32, (name, len(steps))
-    sched = bytes(s for s, _ in steps)
-    payload = b"".join(d for _, d in steps)
-    with open(os.path.join("seeds/http_parser", name), "wb") as f:
-        f.write(bytes([flags, len(sched) - 1]) + sched + payload)
+    write_seed(os.path.join("seeds/http_parser", name), convo, flags, gap)
 
 C, S = False, True
-gz = gzip.compress(b'{"hello":"world","n":[1,2,3]}' * 3)
+gz = gzip.compress(b'{"hello":"world","n":[1,2,3]}' * 3, mtime=0)
 seed("get", [(C, b"GET /a?b=1 HTTP/1.1\r\nHost: h\r\n\r\n"), (S, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")])
 seed("chunked", [(C, b"POST /u HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4;x=y\r\nWiki\r\n0\r\nT: 1\r\n\r\n"),
                  (S, b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n")])

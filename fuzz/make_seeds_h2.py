@@ -7,19 +7,7 @@ one piece of the conversation below. Header blocks use the HPACK static table, l
 (with and without indexing), dynamic table references and Huffman strings (RFC 7541 C.4)."""
 import os
 
-
-
-def steps_for(server, data):
-    """Schedule steps feeding `data` (as in make_seeds.py): pieces of k*k + 1 bytes."""
-    out = []
-    while data:
-        k = 0
-        while (k + 1) * (k + 1) + 1 <= len(data) and k + 1 <= 31:
-            k += 1
-        n = k * k + 1
-        out.append(((0x80 if server else 0) | k, data[:n]))
-        data = data[n:]
-    return out
+from seedlib import write_seed
 
 OUT = "seeds/http2_parser"
 DATA, HEADERS, RST, SETTINGS, PUSH, PING, GOAWAY, WINDOW, CONT = 0, 1, 3, 4, 5, 6, 7, 8, 9
@@ -45,16 +33,7 @@ OK = b"\x88"  # :status 200
 
 
 def seed(name, convo, flags=3 | 4 | 8, gap=None):
-    steps = []
-    for i, (server, data) in enumerate(convo):
-        steps += steps_for(server, data)
-        if gap is not None and i == gap[0]:
-            steps.append(((0x80 if gap[1] else 0) | 0x60 | gap[2], b""))
-    assert 0 < len(steps) <= 32, (name, len(steps))
-    sched = bytes(s for s, _ in steps)
-    payload = b"".join(d for _, d in steps)
-    with open(os.path.join(OUT, name), "wb") as f:
-        f.write(bytes([flags, len(sched) - 1]) + sched + payload)
+    write_seed(os.path.join(OUT, name), convo, flags, gap)
 
 
 C, S = False, True

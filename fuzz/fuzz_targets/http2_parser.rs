@@ -15,57 +15,14 @@
 //!    feeding each side whole or in the scheduled pieces gives the same exchanges.
 #![no_main]
 
-use base64::Engine as _;
+#[path = "common/mod.rs"]
+mod common;
+
+use common::{Step, assert_base64, body_cap, check_body, pieces, schedule, split_input};
 use libfuzzer_sys::fuzz_target;
-use qtap::events::{Body, BodyEncoding, Timestamp};
+use qtap::events::Timestamp;
 use qtap::http::{BodyLimits, Exchange, Side};
 use qtap::http2::{H2Conn, MAX_STREAMS, PREFACE, looks_like_h2};
-
-enum Step<'a> {
-    Feed(Side, &'a [u8]),
-    Gap(Side, u64),
-}
-
-fn schedule<'a>(sched: &[u8], mut payload: &'a [u8]) -> Vec<Step<'a>> {
-    let mut steps = Vec::new();
-    let mut i = 0usize;
-    let mut idle = 0usize;
-    while !payload.is_empty() && idle <= sched.len() {
-        let b = sched[i % sched.len()];
-        i += 1;
-        let side = if b & 0x80 != 0 {
-            Side::Server
-        } else {
-            Side::Client
-        };
-        let k = usize::from(b & 0x1f);
-        if (b >> 5) & 3 == 3 {
-            steps.push(Step::Gap(side, k as u64 + 1));
-            idle += 1;
-        } else {
-            let n = (k * k + 1).min(payload.len());
-            let (piece, rest) = payload.split_at(n);
-            steps.push(Step::Feed(side, piece));
-            payload = rest;
-            idle = 0;
-        }
-    }
-    steps
-}
-
-fn check_body(b: &Body, cap: usize) {
-    assert!(b.captured <= b.size, "captured > size");
-    assert_eq!(b.truncated, b.size > b.captured, "truncated flag");
-    assert!(b.captured <= cap as u64, "captured over the cap");
-    if b.encoding == BodyEncoding::Base64 {
-        assert!(
-            base64::engine::general_purpose::STANDARD
-                .decode(&b.text)
-                .is_ok(),
-            "bad base64"
-        );
-    }
-}
 
 fn check(out: &[Exchange], cap: usize) {
     for e in out {
@@ -81,11 +38,7 @@ fn check(out: &[Exchange], cap: usize) {
             assert!(g.messages.len() <= 2 * qtap::http2::grpc::MAX_MESSAGES);
             for m in &g.messages {
                 assert!(m.captured <= m.size, "message captured > size");
-                assert!(
-                    base64::engine::general_purpose::STANDARD
-                        .decode(&m.data)
-                        .is_ok()
-                );
+                assert_base64(&m.data, "gRPC message");
             }
         }
     }
@@ -94,13 +47,10 @@ fn check(out: &[Exchange], cap: usize) {
 const SETTINGS: &[u8] = &[0, 0, 0, 4, 0, 0, 0, 0, 0];
 
 fuzz_target!(|data: &[u8]| {
-    let [flags, n, rest @ ..] = data else { return };
-    let n = usize::from(*n % 32) + 1;
-    if rest.len() < n {
+    let Some((flags, sched, payload)) = split_input(data) else {
         return;
-    }
-    let (sched, payload) = rest.split_at(n);
-    let cap = [16, 100, 1024, 1 << 20][usize::from(flags & 3)];
+    };
+    let cap = body_cap(flags);
     let limits = BodyLimits {
         max_body_bytes: cap,
     };
@@ -135,15 +85,6 @@ fuzz_target!(|data: &[u8]| {
     if flags & 4 == 0 {
         return;
     }
-    let pieces = |want: Side| -> Vec<&[u8]> {
-        steps
-            .iter()
-            .filter_map(|s| match *s {
-                Step::Feed(side, d) if side == want => Some(d),
-                _ => None,
-            })
-            .collect()
-    };
     let run = |client: &[&[u8]], server: &[&[u8]]| -> (Vec<Exchange>, bool, u64) {
         let mut c = H2Conn::new(limits);
         let mut out = Vec::new();
@@ -158,7 +99,7 @@ fuzz_target!(|data: &[u8]| {
         out.extend(c.close(t));
         (out, not_h2, desyncs)
     };
-    let (cp, sp) = (pieces(Side::Client), pieces(Side::Server));
+    let (cp, sp) = (pieces(&steps, Side::Client), pieces(&steps, Side::Server));
     let (cw, sw) = (cp.concat(), sp.concat());
     let split = run(&cp, &sp);
     let whole = run(&[&cw], &[&sw]);
