@@ -151,6 +151,9 @@ pub struct CloseEvent {
 /// Bytes of the exec'd file name kept.
 pub const FILENAME_LEN: usize = 192;
 
+/// `ProcEvent::exit_code` when the kernel's BTF did not say where `task_struct` keeps it.
+pub const EXIT_CODE_UNKNOWN: u32 = u32::MAX;
+
 /// EXEC / EXIT.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -159,7 +162,9 @@ pub struct ProcEvent {
     pub comm: [u8; 16],
     /// real uid
     pub uid: u32,
-    pub _pad: u32,
+    /// EXIT: the task's `exit_code` as the kernel keeps it (`status << 8`, or the signal
+    /// number, `| 0x80` when it dumped core); `EXIT_CODE_UNKNOWN` when not read
+    pub exit_code: u32,
     /// EXEC: the path given to exec (NUL-terminated), so a process that exits before
     /// user space reads /proc is still named
     pub filename: [u8; FILENAME_LEN],

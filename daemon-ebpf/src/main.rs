@@ -25,6 +25,17 @@ mod ssl;
 #[unsafe(no_mangle)]
 static SELF_TGID: u32 = 0;
 
+/// Where `task_struct` keeps `exit_code` on this kernel (from its BTF), set by the loader;
+/// 0: unknown.
+#[unsafe(no_mangle)]
+static TASK_EXIT_CODE_OFF: u32 = 0;
+
+#[inline(always)]
+pub(crate) fn task_exit_code_off() -> u32 {
+    // SAFETY: a read of a global the loader rewrites before load.
+    unsafe { core::ptr::read_volatile(&TASK_EXIT_CODE_OFF) }
+}
+
 #[inline(always)]
 pub(crate) fn self_tgid() -> u32 {
     // SAFETY: a read of a global the loader rewrites before load.

@@ -4,16 +4,17 @@ use aya_ebpf::{
     EbpfContext,
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_ktime_get_ns,
-        bpf_probe_read_kernel_str_bytes, generated::bpf_get_current_cgroup_id,
+        bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes,
+        generated::{bpf_get_current_cgroup_id, bpf_get_current_task},
     },
     macros::tracepoint,
     programs::TracePointContext,
 };
-use qtap_common::{FILENAME_LEN, Header, ProcEvent, drop_reason, kind};
+use qtap_common::{EXIT_CODE_UNKNOWN, FILENAME_LEN, Header, ProcEvent, drop_reason, kind};
 
 use crate::{
     maps::{EVENTS, count_drop},
-    self_tgid,
+    self_tgid, task_exit_code_off,
 };
 
 #[inline(always)]
@@ -30,7 +31,7 @@ fn emit(ctx: &TracePointContext, kind: u32) {
         },
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
         uid: bpf_get_current_uid_gid() as u32,
-        _pad: 0,
+        exit_code: EXIT_CODE_UNKNOWN,
         filename: [0; FILENAME_LEN],
         // SAFETY: plain helper call (cgroup v2 id; the root's on v1-only hosts).
         cgroup_id: unsafe { bpf_get_current_cgroup_id() },
@@ -43,6 +44,19 @@ fn emit(ctx: &TracePointContext, kind: u32) {
                 let off = (loc & 0xffff) as usize;
                 let src = (ctx.as_ptr() as *const u8).add(off);
                 let _ = bpf_probe_read_kernel_str_bytes(src, &mut ev.filename);
+            }
+        }
+    }
+    if kind == kind::EXIT {
+        // do_exit() stores the code in the task before this tracepoint fires
+        let off = task_exit_code_off();
+        if off > 0 && off < 16384 {
+            // SAFETY: a bounded read inside the current task_struct, through the helper.
+            unsafe {
+                let task = bpf_get_current_task() as *const u8;
+                if let Ok(code) = bpf_probe_read_kernel(task.add(off as usize) as *const i32) {
+                    ev.exit_code = code as u32;
+                }
             }
         }
     }

@@ -369,8 +369,79 @@ pub struct ProcessStarted {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ProcessStopped {
     pub pid: u32,
+    /// the status it exited with (0–255), when it exited
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
+    /// the signal that killed it (`"SIGKILL"`), when one did
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub core_dumped: bool,
+}
+
+impl ProcessStopped {
+    /// From the task's `exit_code` as the kernel keeps it: `status << 8` after exit(), or
+    /// the signal number (`| 0x80` with a core dump) when a signal killed it.
+    pub fn from_raw(pid: u32, raw: Option<u32>) -> Self {
+        let mut s = ProcessStopped {
+            pid,
+            exit_code: None,
+            signal: None,
+            core_dumped: false,
+        };
+        if let Some(raw) = raw {
+            let sig = raw & 0x7f;
+            if sig == 0 {
+                s.exit_code = Some(((raw >> 8) & 0xff) as i32);
+            } else {
+                s.signal = Some(signal_name(sig));
+                s.core_dumped = raw & 0x80 != 0;
+            }
+        }
+        s
+    }
+}
+
+/// `SIGKILL` for 9, …; `SIG<n>` for the real-time and unknown ones.
+pub fn signal_name(sig: u32) -> String {
+    const NAMES: [&str; 32] = [
+        "",
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
+    ];
+    match NAMES.get(sig as usize) {
+        Some(n) if !n.is_empty() => (*n).to_string(),
+        _ => format!("SIG{sig}"),
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -541,6 +612,21 @@ mod tests {
         assert_eq!(v["topic"], "system.dropped");
         assert_eq!(v["data"]["reason"], "ringbuf-full");
         assert!(v["ts"].as_str().unwrap().ends_with('Z'));
+    }
+
+    #[test]
+    fn exit_codes_and_signals_from_the_kernels_encoding() {
+        let j = |raw| serde_json::to_string(&ProcessStopped::from_raw(7, raw)).unwrap();
+        assert_eq!(j(Some(0)), r#"{"pid":7,"exit_code":0}"#);
+        assert_eq!(j(Some(3 << 8)), r#"{"pid":7,"exit_code":3}"#);
+        assert_eq!(j(Some(255 << 8)), r#"{"pid":7,"exit_code":255}"#);
+        assert_eq!(j(Some(9)), r#"{"pid":7,"signal":"SIGKILL"}"#);
+        assert_eq!(
+            j(Some(11 | 0x80)),
+            r#"{"pid":7,"signal":"SIGSEGV","core_dumped":true}"#
+        );
+        assert_eq!(j(Some(40)), r#"{"pid":7,"signal":"SIG40"}"#);
+        assert_eq!(j(None), r#"{"pid":7}"#);
     }
 
     /// Every example in docs/events.md deserialises into its type and serialises back

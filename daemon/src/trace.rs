@@ -61,10 +61,7 @@ mod tests {
             // publish from a plain thread, as capture does
             std::thread::spawn(move || {
                 std::thread::sleep(std::time::Duration::from_millis(20));
-                sink.publish(Event::ProcessStopped(ProcessStopped {
-                    pid: 7,
-                    exit_code: None,
-                }));
+                sink.publish(Event::ProcessStopped(ProcessStopped::from_raw(7, None)));
             });
             Ok(vec![])
         }

@@ -174,10 +174,7 @@ fn health_reports_probes_clients_and_counters() {
     let mut sse = common::Sse::connect(s.addr, "/devtools/api/events");
     sse.next_frame().unwrap();
     s.double.publish(qtap::events::Event::ProcessStopped(
-        qtap::events::ProcessStopped {
-            pid: 1,
-            exit_code: None,
-        },
+        qtap::events::ProcessStopped::from_raw(1, None),
     ));
     let r = get(s.addr, "/devtools/api/health", &[]);
     assert_eq!(r.header("content-type"), Some("application/json"));

@@ -9,10 +9,7 @@ use std::io::Write;
 use std::time::Duration;
 
 fn stopped(pid: u32) -> Event {
-    Event::ProcessStopped(ProcessStopped {
-        pid,
-        exit_code: Some(0),
-    })
+    Event::ProcessStopped(ProcessStopped::from_raw(pid, Some(0)))
 }
 
 fn started(pid: u32, filler: usize) -> Event {

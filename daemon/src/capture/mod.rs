@@ -3,6 +3,7 @@
 //!
 //! Dropping a [`Capture`] detaches and unloads every program and map: nothing of ours
 //! stays in the kernel.
+pub mod btf;
 pub mod golang;
 pub mod libs;
 pub mod procnet;
@@ -232,8 +233,14 @@ impl Capture {
         }
         ensure_tracefs()?;
         let self_tgid = std::process::id();
+        // without it, process.stopped comes without an exit code (said once in the log)
+        let exit_code_off = btf::task_exit_code_offset().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "exit codes of processes are not available");
+            0
+        });
         let mut ebpf = EbpfLoader::new()
             .override_global("SELF_TGID", &self_tgid, true)
+            .override_global("TASK_EXIT_CODE_OFF", &exit_code_off, true)
             .map_max_entries("EVENTS", cfg.ring_bytes)
             .load(OBJECT)
             .map_err(|e| {

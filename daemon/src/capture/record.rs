@@ -88,6 +88,8 @@ pub enum Record {
         pid: u32,
         ts_ns: u64,
         comm: String,
+        /// the task's exit code as the kernel keeps it, when read
+        exit_code: Option<u32>,
     },
     /// `outgoing`: from SYN_SENT (this host connected); else from SYN_RECV
     Established {
@@ -239,6 +241,8 @@ pub fn parse(buf: &[u8]) -> Result<Record, RecordError> {
                     pid: h.pid,
                     ts_ns: h.ts_ns,
                     comm: comm(&e.comm),
+                    exit_code: (e.exit_code != qtap_common::EXIT_CODE_UNKNOWN)
+                        .then_some(e.exit_code),
                 }
             }
         }

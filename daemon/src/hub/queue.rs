@@ -173,10 +173,7 @@ mod tests {
 
     fn ev(pid: u32) -> Arc<Entry> {
         Arc::new(Entry::new(Envelope::new(Event::ProcessStopped(
-            ProcessStopped {
-                pid,
-                exit_code: None,
-            },
+            ProcessStopped::from_raw(pid, None),
         ))))
     }
 

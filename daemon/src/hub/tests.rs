@@ -54,10 +54,7 @@ impl Double {
 }
 
 fn stopped(pid: u32) -> Event {
-    Event::ProcessStopped(ProcessStopped {
-        pid,
-        exit_code: Some(0),
-    })
+    Event::ProcessStopped(ProcessStopped::from_raw(pid, Some(0)))
 }
 
 fn hub(grace_ms: u64, queue: usize) -> (Arc<Double>, Hub) {

@@ -375,7 +375,12 @@ impl Tracker {
                 cgroup_id,
                 ..
             } => self.procs.exec(pid, filename, comm, uid, cgroup_id),
-            Record::Exit { pid, ts_ns, comm } => {
+            Record::Exit {
+                pid,
+                ts_ns,
+                comm,
+                exit_code,
+            } => {
                 let ts = wall(ts_ns);
                 let keys: Vec<ConnKey> = self
                     .by_pid
@@ -391,10 +396,10 @@ impl Tracker {
                 self.ssl_to_fd.retain(|(p, _), _| *p != pid);
                 let _ = self.procs.exit(pid, &comm);
                 if self.announced.remove(&pid) {
-                    self.out.push(Event::ProcessStopped(ProcessStopped {
-                        pid,
-                        exit_code: None,
-                    }));
+                    self.out
+                        .push(Event::ProcessStopped(ProcessStopped::from_raw(
+                            pid, exit_code,
+                        )));
                 }
             }
         }

@@ -335,6 +335,7 @@ fn process_exit_mid_response_flushes() {
             pid: me,
             ts_ns: 4,
             comm: "test".into(),
+            exit_code: Some(11 | 0x80),
         },
         &wall,
         &mut k,
@@ -346,10 +347,8 @@ fn process_exit_mid_response_flushes() {
     assert_eq!(txs[0].summary.status, Some(200));
     assert_eq!(t.open_connections(), 0);
     assert!(k.calls.contains(&(me, 7, None)));
-    assert!(
-        evs.iter()
-            .any(|e| matches!(e, Event::ProcessStopped(p) if p.pid == me))
-    );
+    assert!(evs.iter().any(|e| matches!(e, Event::ProcessStopped(p)
+                if p.pid == me && p.signal.as_deref() == Some("SIGSEGV") && p.core_dumped)));
 }
 
 #[test]
