@@ -12,7 +12,10 @@ pub mod record;
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
-    programs::{TracePoint, UProbe, uprobe::UProbeScope},
+    programs::{
+        TracePoint, UProbe, trace_point::TracePointLinkId, uprobe::UProbeLinkId,
+        uprobe::UProbeScope,
+    },
 };
 use qtap_common::{SockInfo, drop_reason, sock_key};
 use std::collections::HashSet;
@@ -158,6 +161,15 @@ impl Clock {
     }
 }
 
+/// One attachment, so that `Drop` can release them all at once (see `release_links`).
+enum LinkRef {
+    Tracepoint(&'static str, TracePointLinkId),
+    Uprobe(&'static str, UProbeLinkId),
+}
+
+/// How many threads release the links on detach (see `Capture::release_links`).
+const DETACH_THREADS: usize = 16;
+
 pub struct Capture {
     // Field order matters: maps and ring are released before the object.
     ring: RingBuf<MapData>,
@@ -171,9 +183,16 @@ pub struct Capture {
     /// root directories (ours, containers') whose library directories were scanned
     scanned_roots: HashSet<(u64, u64)>,
     probes: Vec<ProbeStatus>,
+    links: Vec<LinkRef>,
     last_drops: [u64; drop_reason::COUNT as usize],
     /// CLOCK_REALTIME − CLOCK_MONOTONIC, in ns
     wall_offset: i128,
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.release_links();
+    }
 }
 
 fn is_permission(e: &str) -> bool {
@@ -253,6 +272,7 @@ impl Capture {
                 }
             })?;
         let mut probes = Vec::new();
+        let mut links = Vec::new();
         for (cat, name) in TRACEPOINTS {
             let prog: &mut TracePoint = ebpf
                 .program_mut(name)
@@ -269,7 +289,7 @@ impl Capture {
                     CaptureError::Load(format!("{name}: {chain}"))
                 }
             })?;
-            prog.attach(cat, name).map_err(|e| {
+            let id = prog.attach(cat, name).map_err(|e| {
                 let chain = error_chain(&e);
                 if chain.contains("No such file") {
                     CaptureError::MissingTracepoint(format!("{cat}/{name}"))
@@ -282,6 +302,7 @@ impl Capture {
                     }
                 }
             })?;
+            links.push(LinkRef::Tracepoint(name, id));
         }
         probes.push(ProbeStatus {
             library: "syscalls".into(),
@@ -340,6 +361,7 @@ impl Capture {
             checked_exes: HashSet::new(),
             scanned_roots: libs::root_id(Path::new("/"), None).into_iter().collect(),
             probes,
+            links,
             last_drops: [0; drop_reason::COUNT as usize],
             wall_offset,
         };
@@ -354,6 +376,58 @@ impl Capture {
 
     pub fn probes(&self) -> &[ProbeStatus] {
         &self.probes
+    }
+
+    /// Detaches every tracepoint and uprobe. Each detach waits for RCU grace periods in
+    /// the kernel (the BPF link's, then the trace event's), ~0.1 s apiece on a busy VM:
+    /// one by one, a hundred uprobes (Go programs have one per RET) took tens of seconds.
+    /// Released from several threads, the waits that are not under the kernel's
+    /// `event_mutex` overlap.
+    fn release_links(&mut self) {
+        let mut owned: Vec<Box<dyn Send>> = Vec::with_capacity(self.links.len());
+        for l in self.links.drain(..) {
+            match l {
+                LinkRef::Tracepoint(name, id) => {
+                    let p: Option<&mut TracePoint> =
+                        self.ebpf.program_mut(name).and_then(|p| p.try_into().ok());
+                    if let Some(link) = p.and_then(|p| p.take_link(id).ok()) {
+                        owned.push(Box::new(link));
+                    }
+                }
+                LinkRef::Uprobe(name, id) => {
+                    let p: Option<&mut UProbe> =
+                        self.ebpf.program_mut(name).and_then(|p| p.try_into().ok());
+                    if let Some(link) = p.and_then(|p| p.take_link(id).ok()) {
+                        owned.push(Box::new(link));
+                    }
+                }
+            }
+        }
+        let n = owned.len();
+        if n == 0 {
+            return;
+        }
+        let t = std::time::Instant::now();
+        let per = n.div_ceil(DETACH_THREADS);
+        std::thread::scope(|s| {
+            while !owned.is_empty() {
+                let chunk: Vec<_> = owned.drain(..per.min(owned.len())).collect();
+                if std::thread::Builder::new()
+                    .name("qtap-detach".into())
+                    .spawn_scoped(s, move || drop(chunk))
+                    .is_err()
+                {
+                    // no thread: the rest is released here, one by one
+                    break;
+                }
+            }
+        });
+        drop(owned);
+        tracing::debug!(
+            links = n,
+            ms = t.elapsed().as_millis() as u64,
+            "probes released"
+        );
     }
 
     pub fn proc_root(&self) -> &Path {
@@ -437,8 +511,10 @@ impl Capture {
                         .ok_or("program missing")?
                         .try_into()
                         .map_err(|e| format!("{e}"))?;
-                    p.attach(*off, fd_path, UProbeScope::AllProcesses)
+                    let id = p
+                        .attach(*off, fd_path, UProbeScope::AllProcesses)
                         .map_err(|e| error_chain(&e))?;
+                    self.links.push(LinkRef::Uprobe(name, id));
                 }
                 Ok(())
             })();

@@ -420,8 +420,10 @@ impl Capture {
                     .ok_or_else(|| format!("program {prog} missing"))?
                     .try_into()
                     .map_err(|e| format!("{e}"))?;
-                p.attach(off, path, UProbeScope::AllProcesses)
+                let id = p
+                    .attach(off, path, UProbeScope::AllProcesses)
                     .map_err(|e| format!("{} at {off:#x}: {}", f.name, error_chain(&e)))?;
+                self.links.push(super::LinkRef::Uprobe(prog, id));
                 n += 1;
             }
         }
