@@ -4,6 +4,7 @@
 //! Dropping a [`Capture`] detaches and unloads every program and map: nothing of ours
 //! stays in the kernel.
 pub mod golang;
+pub mod java;
 pub mod libs;
 pub mod procnet;
 pub mod record;
