@@ -50,12 +50,14 @@ fn java_agent() -> anyhow::Result<()> {
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     let jar_out = out.join("qtap-java-agent.jar");
     let tool = |var: &str, name: &str| {
-        std::env::var(var).ok().unwrap_or_else(|| match std::env::var("JAVA_HOME") {
-            Ok(h) if Path::new(&h).join("bin").join(name).exists() => {
-                Path::new(&h).join("bin").join(name).display().to_string()
-            }
-            _ => name.to_string(),
-        })
+        std::env::var(var)
+            .ok()
+            .unwrap_or_else(|| match std::env::var("JAVA_HOME") {
+                Ok(h) if Path::new(&h).join("bin").join(name).exists() => {
+                    Path::new(&h).join("bin").join(name).display().to_string()
+                }
+                _ => name.to_string(),
+            })
     };
     let (javac, jar) = (tool("JAVAC", "javac"), tool("JAR", "jar"));
     let classes = out.join("java-agent-classes");
@@ -75,8 +77,18 @@ fn java_agent() -> anyhow::Result<()> {
     }
     sources.sort();
     let compiled = Command::new(&javac)
-        .args(["-nowarn", "-source", "16", "-target", "16", "-Xlint:-options"])
-        .args(["--add-exports", "java.base/jdk.internal.org.objectweb.asm=ALL-UNNAMED"])
+        .args([
+            "-nowarn",
+            "-source",
+            "16",
+            "-target",
+            "16",
+            "-Xlint:-options",
+        ])
+        .args([
+            "--add-exports",
+            "java.base/jdk.internal.org.objectweb.asm=ALL-UNNAMED",
+        ])
         .arg("-d")
         .arg(&classes)
         .args(&sources)

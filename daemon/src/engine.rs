@@ -259,7 +259,15 @@ fn run(
                     dir,
                     pos,
                     bytes,
-                } => tracker.java_data(pid, id, dir, pos, &bytes, Timestamp::now(), &mut Ctl(&mut cap)),
+                } => tracker.java_data(
+                    pid,
+                    id,
+                    dir,
+                    pos,
+                    &bytes,
+                    Timestamp::now(),
+                    &mut Ctl(&mut cap),
+                ),
                 JavaRecord::Drops {
                     pid,
                     messages,

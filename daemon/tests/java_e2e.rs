@@ -162,7 +162,11 @@ fn assert_java_side(trace: &Trace, side: &str, token: &str, pid: u32, req_body: 
     let t = &tx["transaction"];
     assert_eq!(t["request"]["body"]["text"], req_body, "{side}: {tx:#}");
     assert!(
-        has_header(&t["request"]["headers"], "Authorization", &format!("Bearer {token}")),
+        has_header(
+            &t["request"]["headers"],
+            "Authorization",
+            &format!("Bearer {token}")
+        ),
         "{side}: {tx:#}"
     );
     assert!(
@@ -196,7 +200,10 @@ fn httpclient_to_https_server_both_started_before_the_trace() {
         let p = java_probe(connected, pid);
         let st = p["status"].as_str().unwrap();
         // "loaded earlier" when a capture running at the same time (another test) was first
-        assert!(st.starts_with("attached (java agent") && st.contains("JDK 17"), "{p:#}");
+        assert!(
+            st.starts_with("attached (java agent") && st.contains("JDK 17"),
+            "{p:#}"
+        );
     }
     let tok = token("javaclient");
     let body = "ping from java.net.http";
@@ -214,7 +221,10 @@ fn httpclient_to_https_server_both_started_before_the_trace() {
     for pid in [server.0.id(), client.pid()] {
         let p = java_probe(connected, pid);
         let st = p["status"].as_str().unwrap();
-        assert!(st.starts_with("attached (java agent, loaded earlier; JDK 17"), "{p:#}");
+        assert!(
+            st.starts_with("attached (java agent, loaded earlier; JDK 17"),
+            "{p:#}"
+        );
     }
     let tok = token("javaagain");
     assert_eq!(client.post(&tok, body), format!("200 {resp}"));
@@ -229,7 +239,10 @@ fn https_url_connection_and_curl_to_https_server() {
     let trace = Trace::start(&[]);
     let connected = &trace.all("system.connected")[0];
     let p = java_probe(connected, client.pid());
-    assert!(p["status"].as_str().unwrap().starts_with("attached ("), "{p:#}");
+    assert!(
+        p["status"].as_str().unwrap().starts_with("attached ("),
+        "{p:#}"
+    );
     // HttpsURLConnection: SSLSocketImpl's streams
     let tok = token("javaurl");
     let body = "ping from HttpsURLConnection";

@@ -171,7 +171,12 @@ fn is_socket(p: &Path) -> bool {
 }
 
 /// Sends one command on the attach socket as the JVM's user; returns the whole reply.
-pub fn command(sock: &Path, t: &Target, req: Vec<u8>, timeout: Duration) -> Result<String, AttachError> {
+pub fn command(
+    sock: &Path,
+    t: &Target,
+    req: Vec<u8>,
+    timeout: Duration,
+) -> Result<String, AttachError> {
     // The directory is opened as root; the thread reaches the socket through our own
     // /proc/self/fd (always allowed to ourselves), whatever its credentials.
     let dir = sock
@@ -227,7 +232,12 @@ pub fn command(sock: &Path, t: &Target, req: Vec<u8>, timeout: Duration) -> Resu
 }
 
 /// Loads the Java agent `jar` (a path as the JVM sees it) with `options`.
-pub fn load_agent(proc_root: &Path, t: &Target, jar: &str, options: &str) -> Result<(), AttachError> {
+pub fn load_agent(
+    proc_root: &Path,
+    t: &Target,
+    jar: &str,
+    options: &str,
+) -> Result<(), AttachError> {
     let sock = open_socket(proc_root, t, Duration::from_secs(5))?;
     let arg = format!("{jar}={options}");
     let reply = command(

@@ -116,7 +116,8 @@ fn java_version(proc_root: &Path, pid: u32, libjvm: &str) -> Option<String> {
     let mut dir = Path::new(libjvm).parent();
     for _ in 0..4 {
         let d = dir?;
-        if let Ok(s) = std::fs::read_to_string(root.join(d.strip_prefix("/").ok()?).join("release")) {
+        if let Ok(s) = std::fs::read_to_string(root.join(d.strip_prefix("/").ok()?).join("release"))
+        {
             return s.lines().find_map(|l| {
                 l.strip_prefix("JAVA_VERSION=")
                     .map(|v| v.trim_matches('"').to_string())
@@ -320,8 +321,9 @@ impl JavaCapture {
         let spawned = std::thread::Builder::new()
             .name("qtap-java-attach".into())
             .spawn(move || {
-                let r = attach::load_agent(&proc_root, &target, &jar, &format!("dir=/tmp/{DIR_NAME}"))
-                    .map_err(|e| e.to_string());
+                let r =
+                    attach::load_agent(&proc_root, &target, &jar, &format!("dir=/tmp/{DIR_NAME}"))
+                        .map_err(|e| e.to_string());
                 let _ = tx.send((pid, r));
             });
         if let Err(e) = spawned {
@@ -359,7 +361,9 @@ impl JavaCapture {
         if !jar.exists() {
             let part = dir.join(format!(".{}.part", self.me));
             std::fs::write(&part, AGENT_JAR)
-                .and_then(|()| std::fs::set_permissions(&part, std::fs::Permissions::from_mode(0o644)))
+                .and_then(|()| {
+                    std::fs::set_permissions(&part, std::fs::Permissions::from_mode(0o644))
+                })
                 .and_then(|()| std::fs::rename(&part, &jar))
                 .map_err(|e| format!("cannot write the agent jar into {}: {e}", dir.display()))?;
         }
@@ -381,7 +385,9 @@ impl JavaCapture {
 
     /// Sockets of daemons that are gone.
     fn remove_stale_sockets(&self, dir: &Path) {
-        let Ok(rd) = std::fs::read_dir(dir) else { return };
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
         for e in rd.flatten() {
             let name = e.file_name();
             let Some(pid) = name
@@ -479,18 +485,34 @@ impl JavaCapture {
         });
         for (pid, version) in hellos {
             self.hello.insert(pid, version.clone());
-            let known = self.jvms.get(&pid).map(|j| (j.exe.is_empty(), matches!(j.state, JvmState::Done)));
+            let known = self
+                .jvms
+                .get(&pid)
+                .map(|j| (j.exe.is_empty(), matches!(j.state, JvmState::Done)));
             if known.is_none() {
                 // an agent loaded by an earlier run, in a JVM not looked at yet
                 let exe = std::fs::read_link(self.proc_root.join(pid.to_string()).join("exe"))
                     .map(|p| p.display().to_string())
                     .unwrap_or_else(|_| "java".into());
-                self.jvms.insert(pid, Jvm { exe, state: JvmState::Waiting { since: Instant::now(), earlier: true } });
+                self.jvms.insert(
+                    pid,
+                    Jvm {
+                        exe,
+                        state: JvmState::Waiting {
+                            since: Instant::now(),
+                            earlier: true,
+                        },
+                    },
+                );
             }
             if let Some(j) = self.jvms.get(&pid)
                 && let JvmState::Waiting { earlier, .. } = j.state
             {
-                let how = if earlier { "java agent, loaded earlier" } else { "java agent" };
+                let how = if earlier {
+                    "java agent, loaded earlier"
+                } else {
+                    "java agent"
+                };
                 self.status(pid, format!("attached ({how}; JDK {version})"));
             }
         }
@@ -504,7 +526,10 @@ impl JavaCapture {
         for pid in late {
             self.status(
                 pid,
-                format!("failed: the agent is loaded but did not connect back within {} s", HELLO_WAIT.as_secs()),
+                format!(
+                    "failed: the agent is loaded but did not connect back within {} s",
+                    HELLO_WAIT.as_secs()
+                ),
             );
         }
     }
@@ -563,7 +588,10 @@ mod tests {
 
     #[test]
     fn disable_attach_mechanism_anywhere() {
-        assert!(attach_disabled(b"java\0-XX:+DisableAttachMechanism\0Main\0", b""));
+        assert!(attach_disabled(
+            b"java\0-XX:+DisableAttachMechanism\0Main\0",
+            b""
+        ));
         assert!(!attach_disabled(b"java\0Main\0", b"PATH=/bin\0"));
         assert!(attach_disabled(
             b"java\0Main\0",

@@ -34,10 +34,22 @@ pub struct JavaOpen {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
-    Hello { protocol: u16, pid: u64, version: String },
+    Hello {
+        protocol: u16,
+        pid: u64,
+        version: String,
+    },
     Open(JavaOpen),
-    Data { id: u64, dir: Dir, pos: u64, bytes: Vec<u8> },
-    Drops { messages: u64, bytes: u64 },
+    Data {
+        id: u64,
+        dir: Dir,
+        pos: u64,
+        bytes: Vec<u8>,
+    },
+    Drops {
+        messages: u64,
+        bytes: u64,
+    },
     Heartbeat,
 }
 
