@@ -725,3 +725,5 @@ impl Tracker {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_java;
