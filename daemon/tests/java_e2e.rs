@@ -141,7 +141,7 @@ impl JavaClient {
     }
 }
 
-fn java_probe<'a>(connected: &'a Value, pid: u32) -> &'a Value {
+fn java_probe(connected: &Value, pid: u32) -> &Value {
     connected["probes"]
         .as_array()
         .unwrap()

@@ -59,6 +59,9 @@ pub enum JavaRecord {
     },
 }
 
+/// (pid, outcome of loading the agent), from an attach thread
+type AttachResult = (u32, Result<(), String>);
+
 struct Listener {
     l: UnixListener,
     path: PathBuf,
@@ -92,10 +95,7 @@ pub struct JavaCapture {
     jvms: HashMap<u32, Jvm>,
     /// pids whose agent said hello, with the JVM's version
     hello: HashMap<u32, String>,
-    results: (
-        mpsc::Sender<(u32, Result<(), String>)>,
-        mpsc::Receiver<(u32, Result<(), String>)>,
-    ),
+    results: (mpsc::Sender<AttachResult>, mpsc::Receiver<AttachResult>),
     statuses: Vec<ProbeStatus>,
     backlog: Vec<JavaRecord>,
     me: u32,
