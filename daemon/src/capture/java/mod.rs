@@ -35,6 +35,8 @@ static AGENT_JAR: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/qtap-java-ag
 
 /// The directory, in a JVM's `/tmp`, that holds the agent jar and the daemons' sockets.
 pub const DIR_NAME: &str = ".qtap-java";
+/// The first JDK without `jdk.internal.org.objectweb.asm` (removed for the ClassFile API).
+const FIRST_WITHOUT_ASM: u32 = 24;
 /// How long a freshly loaded agent has to connect back.
 const HELLO_WAIT: Duration = Duration::from_secs(4);
 
@@ -279,6 +281,19 @@ impl JavaCapture {
                 format!(
                     "failed: JDK {} is too old for the qtap agent (it needs JDK 16 or later)",
                     version.unwrap_or_default()
+                ),
+            );
+            return;
+        }
+        if let Some(m) = version.as_deref().and_then(major)
+            && m >= FIRST_WITHOUT_ASM
+        {
+            self.status(
+                pid,
+                format!(
+                    "failed: JDK {} no longer carries the internal ASM library the qtap agent rewrites JSSE with (it supports JDK 16 to {})",
+                    version.unwrap_or_default(),
+                    FIRST_WITHOUT_ASM - 1
                 ),
             );
             return;
