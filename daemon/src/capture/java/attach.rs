@@ -35,7 +35,7 @@ pub enum AttachError {
     #[error("cannot read /proc/{0}/status: the process is gone")]
     Gone(u32),
     #[error(
-        "the JVM does not handle SIGQUIT yet or at all (started with -Xrs?), so it cannot be asked to open its attach socket"
+        "the JVM does not handle SIGQUIT (yet) and has no attach socket open, so it cannot be asked to open one"
     )]
     NoSigquit,
     #[error(
