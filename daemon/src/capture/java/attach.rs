@@ -148,7 +148,14 @@ pub fn open_socket(proc_root: &Path, t: &Target, wait: Duration) -> Result<PathB
     // SAFETY: kill(2) with a pid and a signal number.
     let rc = unsafe { libc::kill(t.pid as i32, libc::SIGQUIT) };
     let result = if rc != 0 {
-        Err(AttachError::Gone(t.pid))
+        let e = std::io::Error::last_os_error();
+        Err(if e.raw_os_error() == Some(libc::ESRCH) {
+            AttachError::Gone(t.pid)
+        } else {
+            AttachError::Io(format!(
+                "cannot send SIGQUIT to the JVM: {e} (the daemon needs CAP_KILL for other users' JVMs)"
+            ))
+        })
     } else {
         let end = Instant::now() + wait;
         loop {
@@ -207,7 +214,7 @@ pub fn command(
                     || libc::syscall(libc::SYS_setresuid, uid, uid, uid) != 0
                 {
                     return Err(AttachError::Io(format!(
-                        "cannot switch to uid {uid} gid {gid}: {}",
+                        "cannot switch to the JVM's uid {uid} gid {gid}: {} (the daemon needs CAP_SETUID and CAP_SETGID for other users' JVMs)",
                         std::io::Error::last_os_error()
                     )));
                 }
