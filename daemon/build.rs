@@ -63,43 +63,60 @@ fn java_agent() -> anyhow::Result<()> {
     let classes = out.join("java-agent-classes");
     let _ = std::fs::remove_dir_all(&classes);
     std::fs::create_dir_all(&classes)?;
-    let mut sources = Vec::new();
-    let mut stack = vec![src.join("src")];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
-            let p = e?.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "java") {
-                sources.push(p);
+    let java_files = |dir: &Path| -> anyhow::Result<Vec<std::path::PathBuf>> {
+        let mut found = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
+                let p = e?.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x == "java") {
+                    found.push(p);
+                }
             }
         }
+        found.sort();
+        Ok(found)
+    };
+    let javac_run = |args: &[std::ffi::OsString]| -> Option<String> {
+        match Command::new(&javac)
+            .args(["-nowarn", "-source", "16", "-target", "16", "-Xlint:-options"])
+            .args(args)
+            .output()
+        {
+            Err(e) => Some(format!("cannot run {javac}: {e}")),
+            Ok(o) if !o.status.success() => Some(format!(
+                "{javac} failed: {}",
+                String::from_utf8_lossy(&o.stderr)
+            )),
+            Ok(_) => None,
+        }
+    };
+    // the hooks live in java.base's sun.security.ssl (the agent defines them there at
+    // run time), packed under boot/ so no class loader finds them by name
+    let boot = src.join("boot");
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "--patch-module".into(),
+        format!("java.base={}", boot.display()).into(),
+        "-d".into(),
+        classes.join("boot").into(),
+    ];
+    args.extend(java_files(&boot)?.into_iter().map(Into::into));
+    let mut compiled = javac_run(&args);
+    if compiled.is_none() {
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "--add-exports".into(),
+            "java.base/jdk.internal.org.objectweb.asm=ALL-UNNAMED".into(),
+            "-d".into(),
+            classes.clone().into(),
+        ];
+        args.extend(java_files(&src.join("src"))?.into_iter().map(Into::into));
+        compiled = javac_run(&args);
     }
-    sources.sort();
-    let compiled = Command::new(&javac)
-        .args([
-            "-nowarn",
-            "-source",
-            "16",
-            "-target",
-            "16",
-            "-Xlint:-options",
-        ])
-        .args([
-            "--add-exports",
-            "java.base/jdk.internal.org.objectweb.asm=ALL-UNNAMED",
-        ])
-        .arg("-d")
-        .arg(&classes)
-        .args(&sources)
-        .output();
     let failed = match compiled {
-        Err(e) => Some(format!("cannot run {javac}: {e}")),
-        Ok(o) if !o.status.success() => Some(format!(
-            "{javac} failed: {}",
-            String::from_utf8_lossy(&o.stderr)
-        )),
-        Ok(_) => {
+        Some(why) => Some(why),
+        None => {
             let manifest = out.join("java-agent-manifest.txt");
             std::fs::write(
                 &manifest,

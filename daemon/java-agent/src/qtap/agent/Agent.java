@@ -1,6 +1,12 @@
 package qtap.agent;
 
+import java.io.InputStream;
 import java.lang.instrument.ClassFileTransformer;
+import java.lang.invoke.MethodHandles;
+import java.util.ArrayList;
+import java.util.Enumeration;
+import java.util.List;
+import java.util.jar.JarEntry;
 import java.lang.instrument.Instrumentation;
 import java.security.ProtectionDomain;
 import java.util.Map;
@@ -25,6 +31,8 @@ import jdk.internal.org.objectweb.asm.Opcodes;
  * {@code SSLSocketImpl$AppInputStream.read(byte[],int,int)}: HttpsURLConnection, blocking
  * servers.</li>
  * </ul>
+ * The hooks ({@code sun.security.ssl.QtapHooks}, under {@code boot/} in the jar) are defined
+ * in java.base's package {@code sun.security.ssl}, next to their callers.
  * The hooks never throw into the application and do nothing while no daemon listens.
  * Loading it twice is harmless: the second load sees the first one and only returns.
  */
@@ -32,7 +40,7 @@ public final class Agent {
     static final String ENGINE = "sun/security/ssl/SSLEngineImpl";
     static final String OUT = "sun/security/ssl/SSLSocketImpl$AppOutputStream";
     static final String IN = "sun/security/ssl/SSLSocketImpl$AppInputStream";
-    static final String HOOKS = "qtap/agent/boot/Hooks";
+    static final String HOOKS = "sun/security/ssl/QtapHooks";
 
     private Agent() {}
 
@@ -43,31 +51,57 @@ public final class Agent {
                 if (kv.startsWith("dir=")) dir = kv.substring(4);
             }
         }
-        // the hooks are called from java.base, so they live on the boot class path
-        String jar = Agent.class.getProtectionDomain().getCodeSource().getLocation().getPath();
-        inst.appendToBootstrapClassLoaderSearch(new JarFile(jar));
-        Class<?> hooks = Class.forName("qtap.agent.boot.Hooks", true, null);
-        if (hooks.getClassLoader() != null) {
-            throw new IllegalStateException("qtap hooks not on the boot class path");
+        Module base = Object.class.getModule();
+        Module me = Agent.class.getModule();
+        // ASM for the transformer; sun.security.ssl opened to define the hooks in it
+        inst.redefineModule(base, Set.of(),
+                Map.of("jdk.internal.org.objectweb.asm", Set.of(me)),
+                Map.of("sun.security.ssl", Set.of(me)), Set.of(), Map.of());
+        Class<?> engine = Class.forName("sun.security.ssl.SSLEngineImpl", false, null);
+        Class<?> hooks;
+        try {
+            hooks = Class.forName("sun.security.ssl.QtapHooks", false, null);
+        } catch (ClassNotFoundException e) {
+            hooks = defineHooks(engine);
         }
         if (!(Boolean) hooks.getMethod("install", String.class, String.class)
-                .invoke(null, dir, jar)) {
+                .invoke(null, dir, "")) {
             return; // loaded before: the first agent does the work
         }
-        Module base = Object.class.getModule();
-        inst.redefineModule(base, Set.of(hooks.getModule()),
-                Map.of("jdk.internal.org.objectweb.asm",
-                        Set.of(Agent.class.getModule(), hooks.getModule())),
-                Map.of(), Set.of(), Map.of());
-        // the rest of this jar resolves through the boot class path from here on
         inst.addTransformer(new Transformer(), true);
         Class<?>[] targets = {
-            Class.forName("sun.security.ssl.SSLEngineImpl", false, null),
+            engine,
             Class.forName("sun.security.ssl.SSLSocketImpl$AppOutputStream", false, null),
             Class.forName("sun.security.ssl.SSLSocketImpl$AppInputStream", false, null),
         };
         inst.retransformClasses(targets);
         hooks.getMethod("start").invoke(null);
+    }
+
+    /** Defines the classes under boot/ of this jar in java.base's sun.security.ssl. */
+    private static Class<?> defineHooks(Class<?> engine) throws Exception {
+        MethodHandles.Lookup l = MethodHandles.privateLookupIn(engine, MethodHandles.lookup());
+        String jar = Agent.class.getProtectionDomain().getCodeSource().getLocation().getPath();
+        Class<?> hooks = null;
+        try (JarFile jf = new JarFile(jar)) {
+            List<JarEntry> entries = new ArrayList<>();
+            for (Enumeration<JarEntry> en = jf.entries(); en.hasMoreElements();) {
+                JarEntry e = en.nextElement();
+                if (e.getName().startsWith("boot/") && e.getName().endsWith(".class")) {
+                    entries.add(e);
+                }
+            }
+            for (JarEntry e : entries) {
+                byte[] b;
+                try (InputStream in = jf.getInputStream(e)) {
+                    b = in.readAllBytes();
+                }
+                Class<?> c = l.defineClass(b);
+                if (c.getName().equals("sun.security.ssl.QtapHooks")) hooks = c;
+            }
+        }
+        if (hooks == null) throw new IllegalStateException("qtap agent jar without its hooks");
+        return hooks;
     }
 
     public static final class Transformer implements ClassFileTransformer {

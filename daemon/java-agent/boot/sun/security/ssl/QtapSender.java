@@ -1,4 +1,4 @@
-package qtap.agent.boot;
+package sun.security.ssl;
 
 import java.io.IOException;
 import java.net.StandardProtocolFamily;
@@ -30,7 +30,7 @@ import java.util.concurrent.locks.LockSupport;
  * With no daemon connected the hooks are off and this thread only looks at the
  * directory's modification time four times a second.
  */
-final class Sender {
+final class QtapSender {
     static final int HELLO = 1, OPEN = 2, DATA = 3, DROPS = 5, HEARTBEAT = 6;
     static final int PROTOCOL = 1;
     static final int CHUNK = 64 * 1024;
@@ -48,7 +48,7 @@ final class Sender {
     /** sockets that refused us, with the directory mtime at the time */
     private static final Map<String, Long> REFUSED = new HashMap<>();
 
-    private Sender() {}
+    private QtapSender() {}
 
     static void init(String d) {
         dir = Paths.get(d);
@@ -61,7 +61,7 @@ final class Sender {
     }
 
     static void start() {
-        Thread t = new Thread(Sender::run, "qtap-java-agent");
+        Thread t = new Thread(QtapSender::run, "qtap-java-agent");
         t.setDaemon(true);
         thread = t;
         t.start();
@@ -100,7 +100,7 @@ final class Sender {
                     }
                 }
                 if (CHANS.isEmpty()) {
-                    Hooks.on = false;
+                    QtapHooks.on = false;
                     byte[] m;
                     while ((m = QUEUE.poll()) != null) QUEUED.addAndGet(-m.length);
                     LockSupport.parkNanos(TimeUnit.MILLISECONDS.toNanos(250));
@@ -116,7 +116,7 @@ final class Sender {
                 long dm = DROPPED_MSGS.get();
                 long db = DROPPED_BYTES.get();
                 if (dm != sentDropMsgs) {
-                    Msg d = new Msg(DROPS, 16);
+                    QtapMsg d = new QtapMsg(DROPS, 16);
                     d.u64(dm - sentDropMsgs).u64(db - sentDropBytes);
                     sentDropMsgs = dm;
                     sentDropBytes = db;
@@ -128,7 +128,7 @@ final class Sender {
                     lastSend = now;
                 } else if (now - lastSend > TimeUnit.SECONDS.toNanos(1)) {
                     // finds a daemon that went away while nothing was sent
-                    sendAll(new Msg(HEARTBEAT, 0).done());
+                    sendAll(new QtapMsg(HEARTBEAT, 0).done());
                     lastSend = now;
                 }
                 if (!any) LockSupport.parkNanos(TimeUnit.MILLISECONDS.toNanos(200));
@@ -167,7 +167,7 @@ final class Sender {
                 try {
                     ch = SocketChannel.open(StandardProtocolFamily.UNIX);
                     ch.connect(UnixDomainSocketAddress.of(p));
-                    Msg h = new Msg(HELLO, 2 + 8 + 2 + version().length);
+                    QtapMsg h = new QtapMsg(HELLO, 2 + 8 + 2 + version().length);
                     byte[] v = version();
                     h.u16(PROTOCOL).u64(ProcessHandle.current().pid()).u16(v.length)
                             .bytes(v, 0, v.length);
@@ -189,7 +189,7 @@ final class Sender {
         if (added) {
             // every connection announces itself again, to the new daemon too
             session++;
-            Hooks.on = true;
+            QtapHooks.on = true;
         }
         return added;
     }
@@ -214,7 +214,7 @@ final class Sender {
                 it.remove();
             }
         }
-        if (CHANS.isEmpty()) Hooks.on = false;
+        if (CHANS.isEmpty()) QtapHooks.on = false;
     }
 
     private static void write(SocketChannel ch, byte[] m) throws IOException {

@@ -1,4 +1,4 @@
-package qtap.agent.boot;
+package sun.security.ssl;
 
 import java.net.InetAddress;
 import java.net.Socket;
@@ -9,11 +9,12 @@ import javax.net.ssl.SSLEngine;
 import javax.net.ssl.SSLSocket;
 
 /**
- * Called by the instrumented JSSE methods (on the boot class path, so java.base can link
- * them). Every entry point returns at once when no daemon listens, and catches everything:
- * nothing here may disturb the application.
+ * Called by the instrumented JSSE methods. The agent defines this class (and QtapSender,
+ * QtapMsg) inside java.base's own package sun.security.ssl, next to the classes that call
+ * it: nothing is appended to the boot class path. Every entry point returns at once when
+ * no daemon listens, and catches everything: nothing here may disturb the application.
  */
-public final class Hooks {
+public final class QtapHooks {
     /** true while at least one daemon is connected */
     static volatile boolean on;
     private static boolean installed;
@@ -47,18 +48,18 @@ public final class Hooks {
         long session = -1;
     }
 
-    private Hooks() {}
+    private QtapHooks() {}
 
     /** false when an agent was installed before (the jar loaded a second time) */
     public static synchronized boolean install(String dir, String jar) {
         if (installed) return false;
         installed = true;
-        Sender.init(dir);
+        QtapSender.init(dir);
         return true;
     }
 
     public static void start() {
-        Sender.start();
+        QtapSender.start();
     }
 
     /** kind 0: wrap (plaintext in srcs), 1: unwrap (plaintext out in dsts) */
@@ -158,18 +159,18 @@ public final class Hooks {
             }
         }
         synchronized (c) {
-            long session = Sender.session;
+            long session = QtapSender.session;
             if (c.session != session) {
                 c.session = session;
-                Sender.offer(open(c.id, target));
+                QtapSender.offer(open(c.id, target));
             }
             long pos = c.pos[dir];
             c.pos[dir] += data.length;
-            for (int at = 0; at < data.length; at += Sender.CHUNK) {
-                int n = Math.min(Sender.CHUNK, data.length - at);
-                Msg m = new Msg(Sender.DATA, 8 + 1 + 8 + n);
+            for (int at = 0; at < data.length; at += QtapSender.CHUNK) {
+                int n = Math.min(QtapSender.CHUNK, data.length - at);
+                QtapMsg m = new QtapMsg(QtapSender.DATA, 8 + 1 + 8 + n);
                 m.u64(c.id).u8(dir).u64(pos + at).bytes(data, at, n);
-                if (!Sender.offer(m.done())) {
+                if (!QtapSender.offer(m.done())) {
                     // counted as dropped by offer; the daemon also sees the gap in positions
                 }
             }
@@ -206,7 +207,7 @@ public final class Hooks {
         byte[] ra = remote == null ? new byte[0] : remote.getAddress();
         byte[] h = host == null ? new byte[0] : host.getBytes(java.nio.charset.StandardCharsets.UTF_8);
         if (h.length > 1024) h = new byte[0];
-        Msg m = new Msg(Sender.OPEN, 8 + 1 + 1 + la.length + 2 + 1 + ra.length + 2 + 2 + h.length);
+        QtapMsg m = new QtapMsg(QtapSender.OPEN, 8 + 1 + 1 + la.length + 2 + 1 + ra.length + 2 + 2 + h.length);
         m.u64(id).u8((client ? 1 : 0) | (socket ? 2 : 0));
         m.u8(la.length).bytes(la, 0, la.length).u16(lport);
         m.u8(ra.length).bytes(ra, 0, ra.length).u16(rport);
