@@ -81,7 +81,14 @@ fn java_agent() -> anyhow::Result<()> {
     };
     let javac_run = |args: &[std::ffi::OsString]| -> Option<String> {
         match Command::new(&javac)
-            .args(["-nowarn", "-source", "16", "-target", "16", "-Xlint:-options"])
+            .args([
+                "-nowarn",
+                "-source",
+                "16",
+                "-target",
+                "16",
+                "-Xlint:-options",
+            ])
             .args(args)
             .output()
         {

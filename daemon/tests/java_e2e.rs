@@ -320,3 +320,43 @@ fn jvm_with_attach_disabled_is_listed_with_the_reason() {
     let eg = trace.transaction("egress", &tok);
     assert_eq!(eg["transaction"]["response"]["status"], 200);
 }
+
+#[test]
+fn jvm_started_during_the_capture_gets_the_agent() {
+    let trace = Trace::start(&[]);
+    let (server, port) = java_server(&[], false);
+    // attached about 2 s after its exec (once it answers the attach signal); the agent's
+    // hooks are in place when the daemon says so in its log, so poll with requests
+    let mut seen = None;
+    for i in 0..20 {
+        std::thread::sleep(Duration::from_millis(500));
+        let tok = token(&format!("latejvm{i}"));
+        let (_, out) = run(Command::new("curl").args([
+            "-sSk",
+            "--http1.1",
+            &format!("https://127.0.0.1:{port}/hello"),
+            "-H",
+            &format!("Authorization: Bearer {tok}"),
+        ]));
+        assert_eq!(out, "hello from java: GET 0 bytes");
+        // the egress side (curl, OpenSSL) comes at once; the ingress side once attached
+        trace.transaction("egress", &tok);
+        std::thread::sleep(Duration::from_millis(200));
+        let found = trace.all("request.http_transaction").into_iter().find(|d| {
+            d["summary"]["direction"] == "ingress"
+                && has_header(
+                    &d["transaction"]["request"]["headers"],
+                    "authorization",
+                    &format!("Bearer {tok}"),
+                )
+        });
+        if let Some(tx) = found {
+            seen = Some(tx);
+            break;
+        }
+    }
+    let tx = seen.expect("no ingress transaction from the JVM started during the capture");
+    assert_exchange(&tx, "GET", "/hello", 200, "hello from java: GET 0 bytes");
+    assert_eq!(tx["summary"]["process"]["pid"], server.0.id(), "{tx:#}");
+    assert_eq!(tx["summary"]["tls"], true, "{tx:#}");
+}
