@@ -9,6 +9,8 @@
   rust-bin,
   makeRustPlatform,
   bpf-linker,
+  # javac and jar for the Java agent embedded in the binary (daemon/build.rs, docs/java.md)
+  jdk17_headless,
   # A nightly whose LLVM major is the one nixpkgs' bpf-linker is built against: bpf-linker
   # reads the bitcode rustc emits, and LLVM cannot read bitcode from a newer major.
   # 2025-11-01 is rustc 1.93.0-nightly on LLVM 21 (Cargo.lock needs rustc >= 1.91).
@@ -62,7 +64,10 @@ rustPlatform.buildRustPackage {
   };
   cargoLock.lockFile = ../Cargo.lock;
 
-  nativeBuildInputs = [ bpf-linker ];
+  nativeBuildInputs = [
+    bpf-linker
+    jdk17_headless
+  ];
 
   # No rustup in the sandbox: aya-build uses the nightly on PATH for the eBPF crate; this
   # names the toolchain for builds that do have rustup (daemon/build.rs honours it).

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::attribution::Processes;
 use crate::attribution::docker::{DockerConfig, DockerNames};
+use crate::capture::java::{JavaCapture, JavaRecord};
 use crate::capture::{Capture, CaptureConfig, CaptureError, Record};
 use crate::events::{Dropped, Event, ProbeStatus, Timestamp};
 use crate::http::BodyLimits;
@@ -102,15 +103,24 @@ impl Engine {
                         return;
                     }
                 };
+                // every running JVM gets the Java agent, and has its status, before the
+                // capture is announced
+                let mut java = JavaCapture::new(cap.proc_root());
+                java.start_all(
+                    &crate::capture::libs::pids(cap.proc_root()),
+                    Duration::from_secs(10),
+                );
+                let mut all = cap.probes().to_vec();
+                all.extend(java.take_statuses());
                 if let Ok(mut p) = probes.lock() {
-                    *p = cap.probes().to_vec();
+                    *p = all.clone();
                 }
                 // connections open before the attach are captured from here on: marked in
                 // the kernel before the caller is told the capture runs, so a request made
                 // right after `system.connected` on such a connection is never missed
                 let existing = cap.prime_existing();
-                let _ = tx.send(Ok(cap.probes().to_vec()));
-                run(cap, existing, cfg, sink, stop2, probes, snapshot);
+                let _ = tx.send(Ok(all));
+                run(cap, java, existing, cfg, sink, stop2, probes, snapshot);
             })
             .map_err(|e| CaptureError::Load(format!("cannot start the capture thread: {e}")))?;
         match rx.recv() {
@@ -156,8 +166,10 @@ impl Drop for Engine {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run(
     mut cap: Capture,
+    mut java: JavaCapture,
     existing: Vec<(u32, i32, crate::capture::procnet::TcpEntry, bool)>,
     cfg: EngineConfig,
     mut sink: Sink,
@@ -187,10 +199,17 @@ fn run(
     }
     // pid → when to look at its maps again (the loader maps libraries after exec)
     let mut scans: BTreeMap<Instant, Vec<u32>> = BTreeMap::new();
+    // pid → when to look whether it is a JVM ready for the agent (a JVM answers the
+    // attach signal only once it is up; a short-lived tool is not worth an agent)
+    let mut java_checks: BTreeMap<Instant, Vec<u32>> = BTreeMap::new();
+    let mut java_records = Vec::new();
     let mut records = Vec::new();
     let mut last_tick = Instant::now();
     let mut bad_records = 0u64;
     while !stop.load(Ordering::Relaxed) {
+        // read before the ring buffer: every kernel record of what a Java message
+        // describes (the connect, the handshake) is then handled before the message
+        java.poll(&mut java_records);
         if let Err(e) = cap.poll(Duration::from_millis(50), &mut records) {
             tracing::error!(error = %e, "capture stopped");
             break;
@@ -211,6 +230,15 @@ fn run(
                                 .or_default()
                                 .push(pid);
                         }
+                        for d in [2, 6] {
+                            java_checks
+                                .entry(t + Duration::from_secs(d))
+                                .or_default()
+                                .push(pid);
+                        }
+                    }
+                    if let Record::Exit { pid, .. } = rec {
+                        java.exited(pid);
                     }
                     tracker.handle(rec, &wall, &mut Ctl(&mut cap));
                 }
@@ -222,7 +250,47 @@ fn run(
                 }
             }
         }
+        for jr in java_records.drain(..) {
+            match jr {
+                JavaRecord::Open { pid, open } => tracker.java_open(pid, open),
+                JavaRecord::Data {
+                    pid,
+                    id,
+                    dir,
+                    pos,
+                    bytes,
+                } => tracker.java_data(
+                    pid,
+                    id,
+                    dir,
+                    pos,
+                    &bytes,
+                    Timestamp::now(),
+                    &mut Ctl(&mut cap),
+                ),
+                JavaRecord::Drops {
+                    pid,
+                    messages,
+                    bytes,
+                } => {
+                    tracing::debug!(pid, messages, bytes, "Java agent dropped plaintext");
+                    sink(Event::Dropped(Dropped {
+                        events: messages,
+                        bytes,
+                        reason: "java-agent-queue-full".into(),
+                    }));
+                }
+            }
+        }
         let now = Instant::now();
+        tracker.java_tick(now, Timestamp::now());
+        let due: Vec<Instant> = java_checks.range(..=now).map(|(k, _)| *k).collect();
+        for k in due {
+            for pid in java_checks.remove(&k).unwrap_or_default() {
+                java.consider(pid);
+            }
+        }
+        add_probes(&probes, java.take_statuses());
         let due: Vec<Instant> = scans.range(..=now).map(|(k, _)| *k).collect();
         for k in due {
             for pid in scans.remove(&k).unwrap_or_default() {
@@ -264,6 +332,7 @@ fn run(
     for ev in tracker.drain() {
         sink(ev);
     }
+    drop(java);
     drop(cap);
 }
 

@@ -62,7 +62,7 @@ fn units_say_what_the_daemon_needs() {
         "ExecStart=/usr/bin/qtap --enable-dev-tools --log-level info",
         "Restart=on-failure",
         "WatchdogSec=30s",
-        "CapabilityBoundingSet=CAP_BPF CAP_PERFMON CAP_SYS_ADMIN CAP_SYS_PTRACE CAP_DAC_READ_SEARCH",
+        "CapabilityBoundingSet=CAP_BPF CAP_PERFMON CAP_SYS_ADMIN CAP_SYS_PTRACE CAP_DAC_READ_SEARCH CAP_KILL CAP_SETUID CAP_SETGID",
         "ProtectSystem=strict",
         "NoNewPrivileges=yes",
     ] {

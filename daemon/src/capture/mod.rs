@@ -5,6 +5,7 @@
 //! stays in the kernel.
 pub mod btf;
 pub mod golang;
+pub mod java;
 pub mod libs;
 pub mod procnet;
 pub mod record;

@@ -20,6 +20,8 @@ pub enum Source {
     GnuTls,
     /// Go `crypto/tls` (`ssl` is the `*tls.Conn`)
     GoTls,
+    /// JSSE, from the Java agent (`ssl` is the agent's id of the engine or socket)
+    Java,
 }
 
 impl Source {
@@ -30,6 +32,7 @@ impl Source {
             Source::OpenSsl => Some("openssl"),
             Source::GnuTls => Some("gnutls"),
             Source::GoTls => Some("go-tls"),
+            Source::Java => Some("java"),
         }
     }
 }

@@ -8,6 +8,7 @@
 //! after which the kernel is told to stop sending them; the plaintext comes from the
 //! library probes.
 mod h2;
+mod java;
 pub mod tls;
 mod transaction;
 
@@ -34,6 +35,8 @@ pub trait KernelControl {
 pub enum ConnKey {
     Fd(u32, i32),
     Ssl(u32, u64),
+    /// (pid, the Java agent's id of an engine or socket) not tied to a socket
+    Java(u32, u64),
 }
 
 /// Bytes of a handshake kept to read SNI and version.
@@ -99,6 +102,10 @@ struct Conn {
     /// wire bytes as seen in user space (the kernel's counters win at close)
     bytes_sent: u64,
     bytes_recv: u64,
+    /// the Java agent's id of the engine or socket whose plaintext this connection carries
+    java: Option<u64>,
+    /// creation order (the most recent of several candidates wins)
+    serial: u64,
 }
 
 fn di(d: Dir) -> usize {
@@ -127,6 +134,7 @@ pub struct Tracker {
     id_prefix: String,
     out: Vec<Event>,
     lost_stream_bytes: u64,
+    java: java::JavaState,
 }
 
 impl Tracker {
@@ -146,6 +154,7 @@ impl Tracker {
             id_prefix: prefix,
             out: Vec::new(),
             lost_stream_bytes: 0,
+            java: java::JavaState::default(),
         }
     }
 
@@ -184,6 +193,7 @@ impl Tracker {
 
     fn new_conn(&mut self, key: ConnKey, pid: u32, fd: i32, ts: Timestamp) -> &mut Conn {
         let id = format!("{}-{}", self.id_prefix, self.next_id);
+        let serial = self.next_id;
         self.next_id += 1;
         self.by_pid.entry(pid).or_default().insert(key);
         // read /proc now, while the process surely lives
@@ -218,6 +228,8 @@ impl Tracker {
             seq: 0,
             bytes_sent: 0,
             bytes_recv: 0,
+            java: None,
+            serial,
         })
     }
 
@@ -361,11 +373,13 @@ impl Tracker {
                 bytes_sent,
                 bytes_recv,
             } => {
-                self.close_key(
-                    ConnKey::Fd(pid, fd),
-                    wall(ts_ns),
-                    Some((bytes_sent, bytes_recv)),
-                );
+                let key = ConnKey::Fd(pid, fd);
+                if self.conns.get(&key).is_some_and(|c| c.java.is_some()) {
+                    // the agent's last plaintext may still be on its way
+                    self.java_defer_close(key, (bytes_sent, bytes_recv));
+                } else {
+                    self.close_key(key, wall(ts_ns), Some((bytes_sent, bytes_recv)));
+                }
             }
             Record::Exec {
                 pid,
@@ -394,6 +408,7 @@ impl Tracker {
                     self.close_key(key, ts, None);
                 }
                 self.ssl_to_fd.retain(|(p, _), _| *p != pid);
+                self.java_exit(pid);
                 let _ = self.procs.exit(pid, &comm);
                 if self.announced.remove(&pid) {
                     self.out
@@ -421,6 +436,7 @@ impl Tracker {
     ) {
         let key = match source {
             Source::Syscall => ConnKey::Fd(pid, fd),
+            Source::Java => ConnKey::Java(pid, ssl),
             Source::OpenSsl | Source::GnuTls | Source::GoTls if fd >= 0 => {
                 // an SSL* first seen without its fd: merge into the socket connection
                 if let Some(old) = self.ssl_to_fd.insert((pid, ssl), ConnKey::Fd(pid, fd))
@@ -435,6 +451,23 @@ impl Tracker {
                 .get(&(pid, ssl))
                 .unwrap_or(&ConnKey::Ssl(pid, ssl)),
         };
+        self.data_at(key, pid, pos, dir, source, bytes, unseen, ts, k);
+    }
+
+    /// Bytes of the connection `key` (made when missing).
+    #[allow(clippy::too_many_arguments)]
+    fn data_at(
+        &mut self,
+        key: ConnKey,
+        pid: u32,
+        pos: u64,
+        dir: Dir,
+        source: Source,
+        bytes: &[u8],
+        unseen: u64,
+        ts: Timestamp,
+        k: &mut dyn KernelControl,
+    ) {
         if !self.conns.contains_key(&key) {
             let fd_for = if let ConnKey::Fd(_, f) = key { f } else { -1 };
             self.new_conn(key, pid, fd_for, ts);
@@ -487,7 +520,7 @@ impl Tracker {
                     self.mute(key, k);
                 }
             }
-            Source::OpenSsl | Source::GnuTls | Source::GoTls => {
+            Source::OpenSsl | Source::GnuTls | Source::GoTls | Source::Java => {
                 if c.library.is_none() {
                     // plaintext from the library replaces the raw stream from here on
                     c.library = source.library();
@@ -697,3 +730,5 @@ impl Tracker {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_java;
