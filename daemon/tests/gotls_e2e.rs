@@ -244,7 +244,9 @@ fn go_http2_client_to_go_http2_server_concurrent_streams_both_sides() {
     let (server, port) = go_h2_server(&exe, &c);
     let trace = Trace::start(&[]);
     let tok = token("goh2");
-    let n = 4;
+    // up to 100 kB per request: larger than a stream's initial window, so DATA frames of
+    // the streams interleave and both sides write while they read
+    let n = 6;
     let (pid, out) = run(Command::new(&exe)
         .arg("client")
         .arg(format!("https://localhost:{port}/echo"))
@@ -257,7 +259,7 @@ fn go_http2_client_to_go_http2_server_concurrent_streams_both_sides() {
         assert!(l.starts_with("HTTP/2.0 201 "), "request {i} was not HTTP/2: {l}");
     }
     for i in 0..n {
-        let req_body = format!("req-{i}-{}", "x".repeat(2000 * i));
+        let req_body = format!("req-{i}-{}", "x".repeat(20000 * i));
         let resp_body = format!("echo:{req_body}");
         let tok_i = format!("{tok}-{i}");
         for (side, who) in [("egress", pid), ("ingress", server.0.id())] {
