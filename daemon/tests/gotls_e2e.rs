@@ -256,7 +256,10 @@ fn go_http2_client_to_go_http2_server_concurrent_streams_both_sides() {
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), n, "{out}");
     for (i, l) in lines.iter().enumerate() {
-        assert!(l.starts_with("HTTP/2.0 201 "), "request {i} was not HTTP/2: {l}");
+        assert!(
+            l.starts_with("HTTP/2.0 201 "),
+            "request {i} was not HTTP/2: {l}"
+        );
     }
     for i in 0..n {
         let req_body = format!("req-{i}-{}", "x".repeat(20000 * i));
@@ -275,7 +278,11 @@ fn go_http2_client_to_go_http2_server_concurrent_streams_both_sides() {
             assert_eq!(t["response"]["http_version"], "HTTP/2", "{ctx}");
             assert_eq!(t["request"]["method"], "POST", "{ctx}");
             assert_eq!(t["request"]["path"], format!("/echo?i={i}"), "{ctx}");
-            assert_eq!(t["request"]["authority"], format!("localhost:{port}"), "{ctx}");
+            assert_eq!(
+                t["request"]["authority"],
+                format!("localhost:{port}"),
+                "{ctx}"
+            );
             assert_eq!(
                 t["url"],
                 format!("https://localhost:{port}/echo?i={i}"),

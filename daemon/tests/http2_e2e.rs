@@ -619,7 +619,11 @@ fn h2c_upgrade_curl_and_nghttp_both_sides() {
             header(&t["response"]["headers"], "x-upgraded").as_deref(),
             Some("yes")
         );
-        let pid = if side == "egress" { curl } else { server.0.id() };
+        let pid = if side == "egress" {
+            curl
+        } else {
+            server.0.id()
+        };
         assert_eq!(t["process"]["pid"], pid, "{t:#}");
 
         let p = upgraded_tx(&trace, side, "HTTP/2", &ptok);

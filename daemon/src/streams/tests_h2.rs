@@ -401,3 +401,58 @@ fn tls13_alpn_choice_unknown_the_plaintext_decides() {
     assert_eq!(txs[0].transaction.request.path, "/h1");
     assert_eq!(opened_tls(&evs).alpn, None);
 }
+
+/// An upgrade request with a body (curl `--http2 -d` on plain http): the body was sent in
+/// HTTP/1.1, and belongs to stream 1 as well.
+#[test]
+fn h2c_upgrade_request_body_goes_to_stream_1() {
+    let me = std::process::id();
+    let (mut t, mut k) = (tracker(), FakeKernel::default());
+    connect(&mut t, &mut k, 12, "127.0.0.1:8080");
+    let req = b"POST /post HTTP/1.1\r\nHost: localhost:8080\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+                Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\nContent-Length: 7\r\n\r\npayload";
+    t.handle(
+        data(me, 12, 0, Dir::Send, Source::Syscall, 0, req, 2),
+        &wall,
+        &mut k,
+    );
+    // the 101 head alone, the frames in a later read
+    let head = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n";
+    t.handle(
+        data(me, 12, 0, Dir::Recv, Source::Syscall, 0, head, 3),
+        &wall,
+        &mut k,
+    );
+    let mut sv = frame(4, 0, 0, &[]);
+    sv.extend(frame(1, 4, 1, &block(&[(":status", "200")])));
+    sv.extend(frame(0, 1, 1, b"got payload"));
+    t.handle(
+        data(
+            me,
+            12,
+            head.len() as u64,
+            Dir::Recv,
+            Source::Syscall,
+            0,
+            &sv,
+            4,
+        ),
+        &wall,
+        &mut k,
+    );
+    let evs = t.drain();
+    let txs = transactions(&evs);
+    assert_eq!(txs.len(), 2, "{evs:#?}");
+    let (h1, h2) = (&txs[0].transaction, &txs[1].transaction);
+    assert_eq!(
+        (h1.request.http_version.as_str(), h1.summary.status),
+        ("HTTP/1.1", Some(101))
+    );
+    assert_eq!(h1.request.body.text, "payload");
+    assert_eq!(h2.request.http_version, "HTTP/2");
+    assert_eq!(h2.request.method, "POST");
+    assert_eq!(h2.request.body.text, "payload");
+    assert_eq!(h2.request.body.size, 7);
+    assert_eq!(h2.response.as_ref().unwrap().body.text, "got payload");
+    assert!(h2.summary.error.is_none(), "{h2:#?}");
+}

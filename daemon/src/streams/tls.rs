@@ -289,7 +289,10 @@ mod tests {
             Some(vec!["h2".to_string(), "http/1.1".to_string()])
         );
         // no ALPN extension; an empty list; a record cut short; a ServerHello
-        assert_eq!(client_hello_alpn(&client_hello(&ext(0x000b, &[1, 0]))), None);
+        assert_eq!(
+            client_hello_alpn(&client_hello(&ext(0x000b, &[1, 0]))),
+            None
+        );
         assert_eq!(client_hello_alpn(&client_hello(&alpn_ext(&[]))), None);
         assert_eq!(client_hello_alpn(&rec[..rec.len() - 3]), None);
         assert_eq!(client_hello_alpn(&server_hello_rec([3, 3], &[])), None);
