@@ -311,6 +311,14 @@ fn go_http2_client_to_go_http2_server_concurrent_streams_both_sides() {
             assert!(t["error"].is_null(), "{ctx}");
             let opened = assert_library(&trace, &tx, "go-tls");
             assert_eq!(opened["tls"]["sni"], "localhost", "{opened:#}");
+            // ALPN: Go's offer is in the ClientHello, both sides read it; the choice
+            // travels encrypted in TLS 1.3, so it is not stated
+            assert_eq!(
+                opened["tls"]["alpn_offered"],
+                serde_json::json!(["h2", "http/1.1"]),
+                "{opened:#}"
+            );
+            assert!(opened["tls"].get("alpn").is_none(), "{opened:#}");
         }
     }
 }
