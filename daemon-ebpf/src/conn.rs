@@ -188,16 +188,10 @@ fn accept_enter(ctx: &TracePointContext) -> u32 {
 #[inline(always)]
 fn accept_exit(ctx: &TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
-    if (pid_tgid >> 32) as u32 == self_tgid() {
-        return 0;
-    }
-    // No entry: the call was already blocked in accept() when the probes attached (a
-    // server waiting for its next client). Its connection is still taken, with the
-    // remote address left to user space (read from /proc), as for a NULL sockaddr.
     // SAFETY: map value copied out.
-    let a = (unsafe { ACCEPT_ARGS.get(&pid_tgid) })
-        .copied()
-        .unwrap_or(AcceptArgs { sockaddr: 0 });
+    let Some(a) = (unsafe { ACCEPT_ARGS.get(&pid_tgid) }).copied() else {
+        return 0;
+    };
     let _ = ACCEPT_ARGS.remove(&pid_tgid);
     let fd = ret(ctx);
     if fd < 0 {

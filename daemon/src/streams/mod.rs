@@ -323,14 +323,6 @@ impl Tracker {
                 c.remote = remote;
                 c.local = local;
                 c.raw = [Reasm { expected: Some(0) }, Reasm { expected: Some(0) }];
-                if remote.is_none() {
-                    // the kernel did not see the peer's address (no sockaddr given, or
-                    // the accept() began before the probes attached): ask /proc
-                    self.fill_from_proc(key);
-                    if let Some(c) = self.conns.get_mut(&key) {
-                        c.direction = Some(Direction::Ingress);
-                    }
-                }
             }
             Record::Established {
                 local,
