@@ -1,10 +1,10 @@
-// The detail pane of one transaction: Headers, Payload, Response, Timing, Connection and,
-// when the other source holds the same request, Compare. Everything captured is rendered
+// The detail pane of one transaction: Headers, Payload, Response, gRPC (for gRPC calls),
+// Timing, Connection and, when the other source holds the same request, Compare. Everything captured is rendered
 // with textContent; images are shown from a blob: URL built from the base64 body.
 import { el, clear } from './dom.js';
 import {
-  bodyBytes, fmtBytes, fmtMs, fmtClock, hexDump, isFormType, isImageType, isJsonType, jsonTokens, mimeOf,
-  parseForm, prettyJson, queryPairs, headerValue, tsToMs, msBetween,
+  b64ToBytes, bodyBytes, fmtBytes, fmtMs, fmtClock, hexDump, isFormType, isImageType, isJsonType, jsonTokens, mimeOf,
+  parseForm, prettyJson, queryPairs, headerValue, tsToMs, msBetween, grpcWithStatus, grpcStatusName,
 } from './util.js';
 import { headerDiff } from './har.js';
 
@@ -16,6 +16,7 @@ const TABS = [
   ['headers', 'Headers'],
   ['payload', 'Payload'],
   ['response', 'Response'],
+  ['grpc', 'gRPC'],
   ['timing', 'Timing'],
   ['connection', 'Connection'],
   ['compare', 'Compare'],
@@ -79,6 +80,9 @@ export class DetailPane {
     this.other = this.ctx.counterpart(rec);
     this.tabButtons.compare.hidden = !this.other;
     if (this.tab === 'compare' && !this.other) this.tab = 'headers';
+    const grpc = rec.tx && rec.tx.grpc;
+    this.tabButtons.grpc.hidden = !grpc;
+    if (this.tab === 'grpc' && !grpc) this.tab = 'headers';
     for (const [id, b] of Object.entries(this.tabButtons)) {
       b.classList.toggle('active', id === this.tab);
       b.setAttribute('aria-selected', String(id === this.tab));
@@ -90,6 +94,7 @@ export class DetailPane {
       headers: () => this.headersTab(rec),
       payload: () => this.payloadTab(rec),
       response: () => this.responseTab(rec),
+      grpc: () => this.grpcTab(rec),
       timing: () => this.timingTab(rec),
       connection: () => this.connectionTab(rec),
       compare: () => this.compareTab(rec, this.other),
@@ -138,10 +143,12 @@ export class DetailPane {
     const net = tx.network || {};
     const status = s.status != null ? `${s.status}${res && res.reason ? ` ${res.reason}` : ''}` : `(failed) ${s.error || 'no response'}`;
     const tls = s.tls ? [net.tls_version || 'TLS', net.sni && `SNI ${net.sni}`].filter(Boolean).join(', ') : 'no (plaintext)';
+    const g = grpcWithStatus(tx);
     const general = this.kvList([
       ['Request URL', s.url],
       ['Request Method', s.method],
       ['Status Code', status],
+      ['gRPC Status', g ? `${g.status} ${grpcStatusName(g)}${g.message ? ` (${g.message})` : ''}` : undefined],
       ['Remote Address', net.remote],
       ['Direction', s.direction === 'ingress' ? 'ingress (this host served it)' : 'egress (this host sent it)'],
       ['HTTP Version', req.http_version],
@@ -149,6 +156,7 @@ export class DetailPane {
       ['Source', rec.source === 'imported' ? `imported${rec.file ? ` from ${rec.file}` : ''}` : 'live capture'],
     ], 'general');
     general.querySelector('.kv-row:nth-child(3) .kv-v')?.classList.toggle('status-error', s.status == null || s.status >= 400);
+    if (g) general.querySelector('.kv-row:nth-child(4) .kv-v')?.classList.toggle('status-error', g.status !== 0);
     const headerText = (hs) => (hs || []).map(([k, v]) => `${k}: ${v}`).join('\n');
     const out = [this.section('General', general, { copy: () => `Request URL: ${s.url}\nRequest Method: ${s.method}\nStatus Code: ${status}\nRemote Address: ${net.remote || ''}` })];
     out.push(this.section(`Request Headers (${(req.headers || []).length})`, this.headerList(req.headers), { copy: () => headerText(req.headers), cls: 'req-headers' }));
@@ -262,6 +270,44 @@ export class DetailPane {
     return pre;
   }
 
+  /** The call (service, method, status) and its length-prefixed messages with their field dumps. */
+  grpcTab(rec) {
+    const g = rec.tx.grpc;
+    const call = this.kvList([
+      ['Service', g.service],
+      ['Method', g.method],
+      ['Status', g.status != null ? `${g.status} ${grpcStatusName(g)}` : 'not seen (the call did not end where it could be seen)'],
+      ['Message', g.message],
+    ], 'grpc-call');
+    call.querySelector('.kv-row:nth-child(3) .kv-v')?.classList.toggle('status-error', g.status != null && g.status !== 0);
+    const out = [this.section('Call', call, { cls: 'grpc-call-section' })];
+    if (g.note) out.push(el('div', { className: 'note warn grpc-note' }, g.note));
+    const list = el('div', { className: 'grpc-messages' });
+    const count = { request: 0, response: 0 };
+    for (const m of g.messages || []) {
+      const n = (count[m.from] = (count[m.from] || 0) + 1);
+      const bytes = b64ToBytes(m.data || '');
+      const facts = [
+        `${fmtBytes(m.size)}${m.compressed ? ' compressed' : ''} on the wire`,
+        m.compressed ? `${fmtBytes(bytes.length)} decompressed` : null,
+        m.captured < m.size ? `${fmtBytes(m.captured)} captured` : null,
+      ].filter(Boolean).join(', ');
+      const head = el('div', { className: 'grpc-msg-head' },
+        el('span', { className: 'dir' }, m.from === 'request' ? '↑' : '↓'),
+        el('span', { className: 'grpc-msg-title' }, `${m.from === 'request' ? 'Request' : 'Response'} #${n}`),
+        el('span', { className: 'muted' }, facts));
+      const box = el('div', { className: `grpc-msg from-${m.from}`, dataset: { from: m.from } }, head);
+      if (m.note) box.append(el('div', { className: 'note warn' }, m.note));
+      if (m.dump != null) box.append(el('pre', { className: 'grpc-dump' }, m.dump || '(empty message)'));
+      else box.append(el('div', { className: 'muted' }, 'Not a whole protobuf message: raw bytes'), el('pre', { className: 'hex' }, hexDump(bytes, HEX_LIMIT)));
+      list.append(box);
+    }
+    if (!(g.messages || []).length) list.append(el('div', { className: 'muted' }, 'No message was seen.'));
+    out.push(this.section(`Messages (${(g.messages || []).length})`, list, { cls: 'grpc-messages-section' }));
+    out.push(el('div', { className: 'muted explain' }, 'Field dumps are read without the .proto schema: field numbers, wire values, nested messages in braces.'));
+    return out;
+  }
+
   timingTab(rec) {
     const t = (rec.tx && rec.tx.timing) || { start: rec.summary.start };
     const start = tsToMs(t.start);
@@ -328,6 +374,8 @@ export class DetailPane {
         ['Local address', net.local || opened.local],
         ['Remote address', net.remote || opened.remote],
         ['TLS', s.tls ? [net.tls_version || (opened.tls && opened.tls.version), (net.sni || (opened.tls && opened.tls.sni)) && `SNI ${net.sni || opened.tls.sni}`, opened.tls && opened.tls.library && `via ${opened.tls.library}`].filter(Boolean).join(', ') || 'yes' : 'no'],
+        ['ALPN offered', opened.tls && opened.tls.alpn_offered && opened.tls.alpn_offered.join(', ')],
+        ['ALPN chosen', opened.tls && opened.tls.alpn],
         ['Bytes sent', net.bytes_sent != null ? `${net.bytes_sent} (${fmtBytes(net.bytes_sent)})` : undefined],
         ['Bytes received', net.bytes_received != null ? `${net.bytes_received} (${fmtBytes(net.bytes_received)})` : undefined],
         ['Connection totals', closed ? `sent ${fmtBytes(closed.bytes_sent)}, received ${fmtBytes(closed.bytes_received)}, open ${fmtMs(closed.duration_ms)}` : undefined],

@@ -2,7 +2,7 @@
 // DOM, so 10,000 transactions scroll as smoothly as 10. Rows are positioned with CSSOM
 // (`el.style.transform`), which the CSP allows; nothing is set through style attributes.
 import { el } from './dom.js';
-import { displayName, fmtBytes, fmtMs, shortType, isErrorRow, tsToMs } from './util.js';
+import { displayName, fmtBytes, fmtMs, shortType, isErrorRow, statusText, grpcWithStatus, tsToMs } from './util.js';
 
 export const ROW_HEIGHT = 21;
 const OVERSCAN = 6;
@@ -19,8 +19,12 @@ export const COLUMNS = [
   {
     id: 'status',
     title: 'Status',
-    text: (r) => (r.summary.status != null ? String(r.summary.status) : '(failed)'),
-    tip: (r) => r.summary.error || (r.tx && r.tx.response && r.tx.response.reason) || '',
+    text: (r) => statusText(r.summary, r.tx),
+    tip: (r) => {
+      const g = grpcWithStatus(r.tx);
+      if (g) return [`gRPC status ${g.status}${g.status_name ? ` ${g.status_name}` : ''}`, g.message, r.summary.error].filter(Boolean).join('\n');
+      return r.summary.error || (r.tx && r.tx.response && r.tx.response.reason) || '';
+    },
   },
   { id: 'host', title: 'Host', wide: true, text: (r) => r.summary.host },
   {
@@ -181,7 +185,7 @@ export class VirtualTable {
   fillRow(row, rec) {
     row.rec = rec;
     row.dataset.id = rec.id;
-    row.classList.toggle('error', isErrorRow(rec.summary));
+    row.classList.toggle('error', isErrorRow(rec.summary, rec.tx));
     row.classList.toggle('imported', rec.source === 'imported');
     row.srcBadge.hidden = rec.source !== 'imported';
     const ingress = rec.summary.direction === 'ingress';

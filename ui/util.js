@@ -91,10 +91,36 @@ export function statusClass(status) {
   return c >= 1 && c <= 5 ? `${c}xx` : 'other';
 }
 
-/** A row is shown red when the server failed it or when the exchange did not complete. */
-export function isErrorRow(summary) {
+/** The `grpc` part of a transaction when it is a gRPC call whose status was seen, else null. */
+export function grpcWithStatus(tx) {
+  const g = tx && tx.grpc;
+  return g && g.status != null ? g : null;
+}
+
+/** A gRPC status as a name: `NOT_FOUND`, or `status 17` for a code without a known name. */
+export function grpcStatusName(g) {
+  return g.status_name || `status ${g.status}`;
+}
+
+/**
+ * Text of the Status column: the HTTP status, `(failed)` without a response, and for a
+ * gRPC call whose status was seen `200 · OK` / `200 · NOT_FOUND`.
+ */
+export function statusText(summary, tx) {
+  if (!summary || summary.status == null) return '(failed)';
+  const g = grpcWithStatus(tx);
+  return g ? `${summary.status} · ${grpcStatusName(g)}` : String(summary.status);
+}
+
+/**
+ * A row is shown red when the server failed it, when the exchange did not complete, or
+ * when a gRPC call ended with a status other than OK (0) — over HTTP 200.
+ */
+export function isErrorRow(summary, tx) {
   if (!summary) return false;
   if (summary.status == null) return true;
+  const g = grpcWithStatus(tx);
+  if (g && g.status !== 0) return true;
   return summary.status >= 400;
 }
 

@@ -146,6 +146,13 @@ pub struct TlsInfo {
     /// the library that gave the plaintext (`openssl`), when one did
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub library: Option<String>,
+    /// ALPN protocols the ClientHello offered, in the client's order
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpn_offered: Option<Vec<String>>,
+    /// the server's ALPN choice, when the handshake showed it in clear (TLS 1.2 and
+    /// older: TLS 1.3 encrypts it)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpn: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

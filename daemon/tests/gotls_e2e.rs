@@ -204,3 +204,121 @@ fn go_to_go_post_of_300_kib_both_sides() {
         assert_library(&trace, &tx, "go-tls");
     }
 }
+
+/// Starts `fixtures/go/h2.go` as an HTTPS server (HTTP/2 by ALPN); returns it and its port.
+fn go_h2_server(exe: &Path, c: &Certs) -> (Proc, u16) {
+    let mut child = Command::new(exe)
+        .arg("server")
+        .arg(&c.cert)
+        .arg(&c.key)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("go h2 server");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("go h2 server printed {line:?}"));
+    (Proc(child), port)
+}
+
+fn header<'a>(headers: &'a Value, name: &str) -> Option<&'a str> {
+    headers
+        .as_array()?
+        .iter()
+        .find(|h| h[0] == name)
+        .and_then(|h| h[1].as_str())
+}
+
+/// Go's net/http client and server negotiate HTTP/2 by ALPN (nothing configured but
+/// `ForceAttemptHTTP2`): several requests at once share one connection, so both
+/// processes' TLS reads and writes come from different goroutines (a reader loop, the
+/// callers or handlers, frame writers) and the streams' frames interleave.
+#[test]
+fn go_http2_client_to_go_http2_server_concurrent_streams_both_sides() {
+    let c = certs();
+    let (_dir, exe) = go_build("h2", false);
+    let (server, port) = go_h2_server(&exe, &c);
+    let trace = Trace::start(&[]);
+    let tok = token("goh2");
+    // up to 100 kB per request: larger than a stream's initial window, so DATA frames of
+    // the streams interleave and both sides write while they read
+    let n = 6;
+    let (pid, out) = run(Command::new(&exe)
+        .arg("client")
+        .arg(format!("https://localhost:{port}/echo"))
+        .arg(&tok)
+        .arg(n.to_string())
+        .arg("1000"));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), n, "{out}");
+    for (i, l) in lines.iter().enumerate() {
+        assert!(
+            l.starts_with("HTTP/2.0 201 "),
+            "request {i} was not HTTP/2: {l}"
+        );
+    }
+    for i in 0..n {
+        let req_body = format!("req-{i}-{}", "x".repeat(20000 * i));
+        let resp_body = format!("echo:{req_body}");
+        let tok_i = format!("{tok}-{i}");
+        for (side, who) in [("egress", pid), ("ingress", server.0.id())] {
+            let tx = trace.transaction(side, &tok_i);
+            let s = &tx["summary"];
+            let t = &tx["transaction"];
+            let ctx = format!("{side} #{i}: {tx:#}");
+            assert_eq!(s["process"]["pid"], who, "{ctx}");
+            assert_eq!(s["process"]["exe"], exe_str(&exe), "{ctx}");
+            assert_eq!(s["process"]["name"], "go-h2", "{ctx}");
+            assert_eq!(s["tls"], true, "{ctx}");
+            assert_eq!(t["request"]["http_version"], "HTTP/2", "{ctx}");
+            assert_eq!(t["response"]["http_version"], "HTTP/2", "{ctx}");
+            assert_eq!(t["request"]["method"], "POST", "{ctx}");
+            assert_eq!(t["request"]["path"], format!("/echo?i={i}"), "{ctx}");
+            assert_eq!(
+                t["request"]["authority"],
+                format!("localhost:{port}"),
+                "{ctx}"
+            );
+            assert_eq!(
+                t["url"],
+                format!("https://localhost:{port}/echo?i={i}"),
+                "{ctx}"
+            );
+            assert_eq!(
+                header(&t["request"]["headers"], ":authority"),
+                Some(format!("localhost:{port}").as_str()),
+                "{ctx}"
+            );
+            assert_eq!(
+                header(&t["request"]["headers"], "authorization"),
+                Some(format!("Bearer {tok_i}").as_str()),
+                "{ctx}"
+            );
+            assert_eq!(t["response"]["status"], 201, "{ctx}");
+            assert_eq!(header(&t["response"]["headers"], ":status"), Some("201"));
+            assert_eq!(
+                header(&t["response"]["headers"], "x-echo-len"),
+                Some(req_body.len().to_string().as_str()),
+                "{ctx}"
+            );
+            assert_eq!(t["request"]["body"]["text"], req_body, "{ctx}");
+            assert_eq!(t["response"]["body"]["text"], resp_body, "{ctx}");
+            assert_eq!(t["content_type"], "text/plain", "{ctx}");
+            assert!(t["error"].is_null(), "{ctx}");
+            let opened = assert_library(&trace, &tx, "go-tls");
+            assert_eq!(opened["tls"]["sni"], "localhost", "{opened:#}");
+            // ALPN: Go's offer is in the ClientHello, both sides read it; the choice
+            // travels encrypted in TLS 1.3, so it is not stated
+            assert_eq!(
+                opened["tls"]["alpn_offered"],
+                serde_json::json!(["h2", "http/1.1"]),
+                "{opened:#}"
+            );
+            assert!(opened["tls"].get("alpn").is_none(), "{opened:#}");
+        }
+    }
+}

@@ -251,7 +251,7 @@ fn nginx(d: &Dir, cert: &Path, key: &Path) -> (Proc, u16) {
          events {{ worker_connections 64; }}\n\
          http {{ access_log off; client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d}; uwsgi_temp_path {d}; scgi_temp_path {d};\n\
            gzip on; gzip_types text/plain; gzip_min_length 10;\n\
-           server {{ listen 127.0.0.1:{port} ssl http2; ssl_certificate {cert}; ssl_certificate_key {key};\n\
+           server {{ listen 127.0.0.1:{port} ssl http2; ssl_certificate {cert}; ssl_certificate_key {key}; ssl_protocols TLSv1.2;\n\
              location = /hello {{ default_type text/plain; return 200 \"hello from nginx\"; }}\n\
              location /static/ {{ alias {www}/; default_type text/plain; }} }} }}\n",
         d = d.0.display(),
@@ -293,6 +293,19 @@ fn curl_default_is_http2_to_nginx_tls_both_sides() {
         assert_eq!(t["response"]["body"]["text"], "hello from nginx");
         assert_eq!(t["content_type"], "text/plain");
         assert_eq!(t["tls"], true);
+        // curl offers h2 then http/1.1 by ALPN; over TLS 1.2 (pinned in the nginx
+        // config) nginx's choice is in clear in its ServerHello
+        let opened = trace.wait(Duration::from_secs(5), |v| {
+            v["topic"] == "connection.opened" && v["data"]["connection_id"] == t["connection_id"]
+        });
+        let tls = &opened["data"]["tls"];
+        assert_eq!(
+            tls["alpn_offered"],
+            serde_json::json!(["h2", "http/1.1"]),
+            "{opened:#}"
+        );
+        assert_eq!(tls["version"], "TLSv1.2", "{opened:#}");
+        assert_eq!(tls["alpn"], "h2", "{opened:#}");
         let exe = t["process"]["exe"].as_str().unwrap();
         if side == "egress" {
             assert_eq!(

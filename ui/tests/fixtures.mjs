@@ -110,7 +110,60 @@ export function transaction(o) {
   }
   transaction.timing = timing;
   transaction.network = network;
+  if (o.grpc) transaction.grpc = o.grpc;
   return { summary, transaction };
+}
+
+// ---- gRPC over HTTP/2 --------------------------------------------------------------------
+
+/** A protobuf message with one length-delimited field 1 (a string). */
+function pbString(text) {
+  const b = Buffer.from(text);
+  return Buffer.concat([Buffer.from([0x0a, b.length]), b]);
+}
+
+/** A gRPC body: each message behind its 5-byte prefix (flag, big-endian length). */
+function grpcFrames(msgs) {
+  return Buffer.concat(msgs.flatMap((m) => {
+    const p = Buffer.alloc(5);
+    p.writeUInt32BE(m.length, 1);
+    return [p, m];
+  }));
+}
+
+function grpcMessage(from, bytes, dump) {
+  return { from, compressed: false, size: bytes.length, captured: bytes.length, data: bytes.toString('base64'), dump };
+}
+
+/** A unary gRPC call over HTTP/2 (cleartext), with its trailers and `grpc` view. */
+function grpcCall({ id, name, status, statusName, message, startMs }) {
+  const req = pbString(name);
+  const res = status === 0 ? pbString(`hello ${name}`) : null;
+  const trailers = [['grpc-status', String(status)]];
+  if (message) trailers.push(['grpc-message', encodeURIComponent(message)]);
+  const grpc = {
+    service: 'helloworld.Greeter', method: 'SayHello', status, status_name: statusName,
+    messages: [grpcMessage('request', req, `1: "${name}"\n`)],
+  };
+  if (message) grpc.message = message;
+  if (res) grpc.messages.push(grpcMessage('response', res, `1: "hello ${name}"\n`));
+  return transaction({
+    id, method: 'POST', host: 'greeter.internal:50051', path: '/helloworld.Greeter/SayHello', startMs, phases: [0.2, 1.8, 0.3],
+    process: PROCESSES.python, connection_id: 'grpc-conn', httpVersion: 'HTTP/2', reason: '',
+    reqHeaders: [[':method', 'POST'], [':scheme', 'http'], [':authority', 'greeter.internal:50051'], [':path', '/helloworld.Greeter/SayHello'], ['content-type', 'application/grpc'], ['te', 'trailers'], ['authorization', AUTH]],
+    reqBody: body(grpcFrames([req]).toString('base64'), { encoding: 'base64' }),
+    resHeaders: [[':status', '200'], ['content-type', 'application/grpc'], ...trailers],
+    resBody: body(grpcFrames(res ? [res] : []).toString('base64'), { encoding: 'base64' }),
+    grpc,
+  });
+}
+
+/** Two gRPC calls on one HTTP/2 connection: one OK, one NOT_FOUND (both HTTP 200). */
+export function grpcTransactions(t0 = BASE_MS + 30000) {
+  return [
+    grpcCall({ id: 'tx-grpc-ok', name: 'world', status: 0, statusName: 'OK', startMs: t0 }),
+    grpcCall({ id: 'tx-grpc-nf', name: 'nobody', status: 5, statusName: 'NOT_FOUND', message: 'no such greeting: nobody', startMs: t0 + 40 }),
+  ];
 }
 
 // ---- a small real PNG and a binary blob --------------------------------------------------
@@ -253,7 +306,7 @@ export function sideEvents(txs) {
   const out = Object.values(PROCESSES).map((p) => ['process.started', { ...p }]);
   for (const { transaction: t } of txs) {
     const opened = { connection_id: t.connection_id, pid: t.process.pid, local: t.network.local, remote: t.network.remote, direction: t.direction };
-    if (t.tls) opened.tls = { version: t.network.tls_version, sni: t.network.sni, library: 'openssl' };
+    if (t.tls) opened.tls = { version: t.network.tls_version, sni: t.network.sni, library: 'openssl', alpn_offered: ['h2', 'http/1.1'] };
     out.push(['connection.opened', opened]);
   }
   return out;

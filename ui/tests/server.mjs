@@ -6,7 +6,7 @@ import http from 'node:http';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
-import { rfc3339, connected, basicTransactions, sideEvents, closedEvent, bulkTransactions } from './fixtures.mjs';
+import { rfc3339, connected, basicTransactions, grpcTransactions, sideEvents, closedEvent, bulkTransactions } from './fixtures.mjs';
 
 export const CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'";
 const UI_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -106,6 +106,16 @@ export function basicScenario(t0) {
     out.push(['request.http_transaction', t]);
     out.push(closedEvent(t.transaction));
   }
+  return out;
+}
+
+/** Two gRPC calls on one HTTP/2 connection (OK and NOT_FOUND), as the daemon would send them. */
+export function grpcScenario(t0) {
+  const txs = grpcTransactions(t0);
+  // both calls share one connection: one connection.opened
+  const out = sideEvents(txs.slice(0, 1)).filter(([topic]) => topic === 'connection.opened');
+  for (const t of txs) out.push(['request.http_transaction', t]);
+  out.push(closedEvent(txs[1].transaction));
   return out;
 }
 

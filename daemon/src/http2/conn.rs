@@ -142,6 +142,7 @@ impl H2Conn {
         ];
         headers.extend(req.headers.iter().cloned());
         s.req.headers = Some(headers);
+        s.h1_body = Some(req.body.clone());
         s.end_half(Side::Client, ts);
         c.streams.insert(1, s);
         c

@@ -1,6 +1,6 @@
 //! One HTTP/2 stream: both halves as they arrive, then the [`Exchange`] they make.
 use super::grpc;
-use crate::events::{Headers, Timestamp};
+use crate::events::{Body, Headers, Timestamp};
 use crate::http::{BodyCapture, BodyLimits, Exchange, HttpRequest, HttpResponse, Side};
 
 /// What one side sent on a stream.
@@ -53,6 +53,9 @@ pub(super) struct Stream {
     pub request_sent: Option<Timestamp>,
     pub response_start: Option<Timestamp>,
     pub end: Option<Timestamp>,
+    /// The request body when the request came in HTTP/1.1 (an `Upgrade: h2c` request,
+    /// stream 1), already decoded by the HTTP/1.x parser.
+    pub h1_body: Option<Body>,
     errors: Vec<String>,
 }
 
@@ -66,6 +69,7 @@ impl Stream {
             request_sent: None,
             response_start: None,
             end: None,
+            h1_body: None,
             errors: Vec::new(),
         }
     }
@@ -137,7 +141,10 @@ impl Stream {
                 method,
                 target,
                 version: "HTTP/2".into(),
-                body: self.req.body.into_body(enc.as_deref(), max_body_bytes),
+                body: match self.h1_body {
+                    Some(b) => b,
+                    None => self.req.body.into_body(enc.as_deref(), max_body_bytes),
+                },
                 headers,
                 trailers: self.req.trailers,
             }

@@ -85,6 +85,12 @@ struct Conn {
     tls: bool,
     tls_version: Option<String>,
     sni: Option<String>,
+    /// the whole ClientHello was read (SNI and ALPN are known, or absent)
+    client_hello: bool,
+    /// ALPN protocols the ClientHello offered
+    alpn_offered: Option<Vec<String>>,
+    /// the server's ALPN choice, when its ServerHello showed it (TLS 1.2 and older)
+    alpn: Option<String>,
     hello: [Vec<u8>; 2],
     muted: bool,
     /// plaintext arrived from a TLS library for this connection
@@ -216,6 +222,9 @@ impl Tracker {
             tls: false,
             tls_version: None,
             sni: None,
+            client_hello: false,
+            alpn_offered: None,
+            alpn: None,
             hello: [Vec::new(), Vec::new()],
             muted: false,
             library: None,
@@ -501,11 +510,18 @@ impl Tracker {
                         Some(Direction::Ingress) => di(Dir::Recv),
                         _ => di(Dir::Send),
                     };
-                    if c.sni.is_none() {
-                        c.sni = tls::client_hello_sni(&c.hello[client_d]);
+                    if !c.client_hello
+                        && let Some(h) = tls::client_hello(&c.hello[client_d])
+                    {
+                        c.client_hello = true;
+                        c.sni = h.sni;
+                        c.alpn_offered = h.alpn;
                     }
-                    if c.tls_version.is_none() {
-                        c.tls_version = tls::server_hello_version(&c.hello[1 - client_d]);
+                    if c.tls_version.is_none()
+                        && let Some(h) = tls::server_hello(&c.hello[1 - client_d])
+                    {
+                        c.tls_version = h.version;
+                        c.alpn = h.alpn;
                     }
                     let full = c.hello.iter().all(|h| h.len() >= HELLO_BUF);
                     if (c.tls_version.is_some() || full) && c.fd >= 0 {
@@ -663,6 +679,8 @@ impl Tracker {
                 version: c.tls_version.clone(),
                 sni: c.sni.clone(),
                 library: c.library.map(str::to_string),
+                alpn_offered: c.alpn_offered.clone(),
+                alpn: c.alpn.clone(),
             }),
             container,
         };

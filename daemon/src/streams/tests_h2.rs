@@ -257,3 +257,202 @@ fn http1_upgrade_to_h2c_goes_on_in_http2() {
     assert_eq!(txs[1].transaction.request.url, "http://localhost:8080/up");
     assert!(k.calls.is_empty(), "not muted: {:?}", k.calls);
 }
+
+/// A TLS handshake record of type `hs_type` whose extensions are `exts`.
+fn hello(hs_type: u8, exts: &[(u16, Vec<u8>)], tls13: bool) -> Vec<u8> {
+    let mut ext = Vec::new();
+    for (ty, body) in exts {
+        ext.extend_from_slice(&ty.to_be_bytes());
+        ext.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        ext.extend_from_slice(body);
+    }
+    if tls13 {
+        ext.extend_from_slice(&[0, 43, 0, 2, 3, 4]);
+    }
+    let mut body = vec![3, 3];
+    body.extend_from_slice(&[7; 32]);
+    body.push(0);
+    if hs_type == 1 {
+        body.extend_from_slice(&[0, 2, 0x13, 0x01, 1, 0]);
+    } else {
+        body.extend_from_slice(&[0x13, 0x01, 0]);
+    }
+    body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+    body.extend_from_slice(&ext);
+    let mut hs = vec![hs_type, 0, (body.len() >> 8) as u8, body.len() as u8];
+    hs.extend_from_slice(&body);
+    let mut rec = vec![0x16, 3, 1, (hs.len() >> 8) as u8, hs.len() as u8];
+    rec.extend_from_slice(&hs);
+    rec
+}
+
+fn alpn(names: &[&str]) -> (u16, Vec<u8>) {
+    let mut list = Vec::new();
+    for n in names {
+        list.push(n.len() as u8);
+        list.extend_from_slice(n.as_bytes());
+    }
+    let mut body = (list.len() as u16).to_be_bytes().to_vec();
+    body.extend_from_slice(&list);
+    (16, body)
+}
+
+/// A TLS connection: handshake records on the socket (ClientHello split over two
+/// writes), then the library's plaintext `cl` / `sv`. Returns the events.
+fn tls_conn(server_hello: Vec<u8>, cl: &[u8], sv: &[u8]) -> Vec<Event> {
+    let me = std::process::id();
+    let (mut t, mut k) = (tracker(), FakeKernel::default());
+    connect(&mut t, &mut k, 11, "127.0.0.1:8443");
+    let ch = hello(1, &[alpn(&["h2", "http/1.1"])], false);
+    let raw = [
+        (0, Dir::Send, &ch[..20]),
+        (20, Dir::Send, &ch[20..]),
+        (0, Dir::Recv, &server_hello[..]),
+    ];
+    for (i, (pos, dir, bytes)) in raw.into_iter().enumerate() {
+        t.handle(
+            data(me, 11, pos, dir, Source::Syscall, 0, bytes, 2 + i as u64),
+            &wall,
+            &mut k,
+        );
+    }
+    t.handle(
+        data(me, 11, 0, Dir::Send, Source::OpenSsl, 0xab, cl, 10),
+        &wall,
+        &mut k,
+    );
+    t.handle(
+        data(me, 11, 0, Dir::Recv, Source::OpenSsl, 0xab, sv, 11),
+        &wall,
+        &mut k,
+    );
+    t.drain()
+}
+
+fn opened_tls(evs: &[Event]) -> crate::events::TlsInfo {
+    evs.iter()
+        .find_map(|e| match e {
+            Event::ConnectionOpened(o) => o.tls.clone(),
+            _ => None,
+        })
+        .expect("connection.opened with tls")
+}
+
+fn h2_exchange() -> (Vec<u8>, Vec<u8>) {
+    let mut cl = crate::http2::PREFACE.to_vec();
+    cl.extend(frame(4, 0, 0, &[]));
+    cl.extend(frame(
+        1,
+        5,
+        1,
+        &block(&[
+            (":method", "GET"),
+            (":scheme", "https"),
+            (":authority", "a.test"),
+            (":path", "/alpn"),
+        ]),
+    ));
+    let mut sv = frame(4, 0, 0, &[]);
+    sv.extend(frame(1, 4, 1, &block(&[(":status", "200")])));
+    sv.extend(frame(0, 1, 1, b"ok"));
+    (cl, sv)
+}
+
+#[test]
+fn alpn_offer_and_tls12_choice_on_connection_opened() {
+    let (cl, sv) = h2_exchange();
+    let evs = tls_conn(hello(2, &[alpn(&["h2"])], false), &cl, &sv);
+    let tls = opened_tls(&evs);
+    assert_eq!(
+        tls.alpn_offered,
+        Some(vec!["h2".to_string(), "http/1.1".to_string()])
+    );
+    assert_eq!(tls.alpn.as_deref(), Some("h2"));
+    assert_eq!(tls.version.as_deref(), Some("TLSv1.2"));
+    let txs = transactions(&evs);
+    assert_eq!(txs.len(), 1, "{evs:#?}");
+    assert_eq!(txs[0].transaction.request.http_version, "HTTP/2");
+    assert_eq!(txs[0].transaction.request.url, "https://a.test/alpn");
+}
+
+/// TLS 1.3 hides the server's choice: not guessed from the offer; the plaintext decides
+/// the protocol (the preface here, HTTP/1.1 when the server declined `h2`).
+#[test]
+fn tls13_alpn_choice_unknown_the_plaintext_decides() {
+    let (cl, sv) = h2_exchange();
+    let evs = tls_conn(hello(2, &[], true), &cl, &sv);
+    let tls = opened_tls(&evs);
+    assert_eq!(tls.version.as_deref(), Some("TLSv1.3"));
+    assert_eq!(tls.alpn, None);
+    assert_eq!(tls.alpn_offered.as_ref().map(Vec::len), Some(2));
+    assert_eq!(
+        transactions(&evs)[0].transaction.request.http_version,
+        "HTTP/2"
+    );
+
+    let evs = tls_conn(
+        hello(2, &[], true),
+        b"GET /h1 HTTP/1.1\r\nHost: a.test\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    );
+    let txs = transactions(&evs);
+    assert_eq!(txs.len(), 1, "{evs:#?}");
+    assert_eq!(txs[0].transaction.request.http_version, "HTTP/1.1");
+    assert_eq!(txs[0].transaction.request.path, "/h1");
+    assert_eq!(opened_tls(&evs).alpn, None);
+}
+
+/// An upgrade request with a body (curl `--http2 -d` on plain http): the body was sent in
+/// HTTP/1.1, and belongs to stream 1 as well.
+#[test]
+fn h2c_upgrade_request_body_goes_to_stream_1() {
+    let me = std::process::id();
+    let (mut t, mut k) = (tracker(), FakeKernel::default());
+    connect(&mut t, &mut k, 12, "127.0.0.1:8080");
+    let req = b"POST /post HTTP/1.1\r\nHost: localhost:8080\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+                Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\nContent-Length: 7\r\n\r\npayload";
+    t.handle(
+        data(me, 12, 0, Dir::Send, Source::Syscall, 0, req, 2),
+        &wall,
+        &mut k,
+    );
+    // the 101 head alone, the frames in a later read
+    let head = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n";
+    t.handle(
+        data(me, 12, 0, Dir::Recv, Source::Syscall, 0, head, 3),
+        &wall,
+        &mut k,
+    );
+    let mut sv = frame(4, 0, 0, &[]);
+    sv.extend(frame(1, 4, 1, &block(&[(":status", "200")])));
+    sv.extend(frame(0, 1, 1, b"got payload"));
+    t.handle(
+        data(
+            me,
+            12,
+            head.len() as u64,
+            Dir::Recv,
+            Source::Syscall,
+            0,
+            &sv,
+            4,
+        ),
+        &wall,
+        &mut k,
+    );
+    let evs = t.drain();
+    let txs = transactions(&evs);
+    assert_eq!(txs.len(), 2, "{evs:#?}");
+    let (h1, h2) = (&txs[0].transaction, &txs[1].transaction);
+    assert_eq!(
+        (h1.request.http_version.as_str(), h1.summary.status),
+        ("HTTP/1.1", Some(101))
+    );
+    assert_eq!(h1.request.body.text, "payload");
+    assert_eq!(h2.request.http_version, "HTTP/2");
+    assert_eq!(h2.request.method, "POST");
+    assert_eq!(h2.request.body.text, "payload");
+    assert_eq!(h2.request.body.size, 7);
+    assert_eq!(h2.response.as_ref().unwrap().body.text, "got payload");
+    assert!(h2.summary.error.is_none(), "{h2:#?}");
+}

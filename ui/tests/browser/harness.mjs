@@ -10,7 +10,7 @@ import http from 'node:http';
 import zlib from 'node:zlib';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { startFixtureServer, basicScenario } from '../server.mjs';
+import { startFixtureServer, basicScenario, grpcScenario } from '../server.mjs';
 import { bulkTransactions, pngBytes, binaryBytes, GITHUB_JSON, AUTH } from '../fixtures.mjs';
 
 const run = promisify(execFile);
@@ -40,6 +40,7 @@ export async function setup() {
       }
       clock += 5000;
       if (name === 'basic') return server.sendMany(basicScenario(clock));
+      if (name === 'grpc') return server.sendMany(grpcScenario(clock));
       if (name === 'bulk') {
         const n = opts.n || 100;
         const list = bulkTransactions(n, clock, opts.prefix || 'bulk').map((t) => ['request.http_transaction', t]);

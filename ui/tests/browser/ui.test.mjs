@@ -240,6 +240,8 @@ test('detail: Timing and Connection', { skip: fixtureOnly() }, async () => {
     assert.match(c, /Local address\s+10\.0\.2\.15:51234/);
     assert.match(c, /Remote address\s+140\.82\.112\.5:443/);
     assert.match(c, /TLS\s+TLSv1\.3, SNI api\.github\.com, via openssl/);
+    assert.match(c, /ALPN offered\s+h2, http\/1\.1/);
+    assert.doesNotMatch(c, /ALPN chosen/, 'TLS 1.3 hides the choice: not shown');
     assert.match(c, /Bytes sent\s+\d+/);
     assert.match(c, /Bytes received\s+\d+/);
     assert.match(c, /Not in a container/);
@@ -248,6 +250,58 @@ test('detail: Timing and Connection', { skip: fixtureOnly() }, async () => {
     assert.match(o, /Name\s+shop-api/);
     assert.match(o, /Image\s+shop\/api:1\.4\.2/);
     assert.match(o, /Runtime\s+docker/);
+  });
+});
+
+test('gRPC: Status column names the gRPC status (red when not OK); the gRPC tab shows the call and its messages', { skip: fixtureOnly() }, async () => {
+  await withPage(async (page) => {
+    await h.emit('grpc');
+    const rows = row(page, 'SayHello');
+    await until(async () => (await rows.count()) === 2, 'two gRPC rows');
+    const ok = rows.nth(0);
+    const nf = rows.nth(1);
+    assert.equal(await text(ok.locator('.col-status')), '200 · OK');
+    assert.equal(await text(nf.locator('.col-status')), '200 · NOT_FOUND');
+    assert.equal(await nf.locator('.col-status').getAttribute('title'), 'gRPC status 5 NOT_FOUND\nno such greeting: nobody');
+    assert.match(await color(nf.locator('.col-status')), /rgb\(217, 48, 37\)/, 'NOT_FOUND over HTTP 200 is red');
+    assert.notEqual(await color(ok.locator('.col-status')), await color(nf.locator('.col-status')));
+
+    // General: the protocol and the gRPC status
+    await nf.click();
+    await page.locator('#detail:not([hidden])').waitFor();
+    const general = await detailText(page);
+    assert.match(general, /HTTP Version\s+HTTP\/2/);
+    assert.match(general, /Status Code\s+200/);
+    assert.match(general, /gRPC Status\s+5 NOT_FOUND \(no such greeting: nobody\)/);
+    assert.match(general, /:path:\s+\/helloworld\.Greeter\/SayHello/);
+    assert.match(general, /grpc-status:\s+5/, 'trailers listed with the response headers');
+
+    // gRPC tab: call facts and each message's field dump
+    assert.equal(await page.locator('.tab[data-tab="grpc"]').isHidden(), false);
+    await openTab(page, 'grpc');
+    const g = await detailText(page);
+    assert.match(g, /Service\s+helloworld\.Greeter/);
+    assert.match(g, /Method\s+SayHello/);
+    assert.match(g, /Status\s+5 NOT_FOUND/);
+    assert.match(g, /Message\s+no such greeting: nobody/);
+    assert.match(g, /Messages \(1\)/);
+    assert.equal(await page.locator('.grpc-call .status-error').count(), 1);
+    assert.equal(await page.locator('.grpc-msg').count(), 1);
+    assert.equal(await text(page.locator('.grpc-msg[data-from="request"] .grpc-dump')), '1: "nobody"');
+    assert.match(await text(page.locator('.grpc-msg .grpc-msg-head')), /Request #1\s*8 B on the wire/);
+
+    // the OK call: both messages, the tab stays open across rows
+    await ok.click();
+    await until(async () => (await page.locator('.grpc-msg').count()) === 2, 'two messages');
+    assert.equal(await text(page.locator('.grpc-msg[data-from="response"] .grpc-dump')), '1: "hello world"');
+    assert.match(await detailText(page), /Status\s+0 OK/);
+    assert.equal(await page.locator('.grpc-call .status-error').count(), 0);
+
+    // a row that is not gRPC hides the tab and falls back to Headers
+    await h.emit('basic');
+    await row(page, 'widgets').first().click();
+    await until(async () => (await page.locator('.detail-body').getAttribute('data-tab')) === 'headers', 'back to Headers');
+    assert.equal(await page.locator('.tab[data-tab="grpc"]').isHidden(), true);
   });
 });
 

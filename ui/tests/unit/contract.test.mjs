@@ -5,7 +5,7 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { basicScenario } from '../server.mjs';
+import { basicScenario, grpcScenario } from '../server.mjs';
 import { bulkTransactions, connected } from '../fixtures.mjs';
 
 const EVENTS_RS = fileURLToPath(new URL('../../../daemon/src/events.rs', import.meta.url));
@@ -84,6 +84,7 @@ test('fixture events match daemon/src/events.rs', { skip: !existsSync(EVENTS_RS)
   const events = [
     ['system.connected', connected()],
     ...basicScenario(),
+    ...grpcScenario(),
     ...bulkTransactions(3).map((t) => ['request.http_transaction', t]),
     ['system.dropped', { events: 3, bytes: 4096, reason: 'ringbuf-full' }],
     ['system.disconnected', { reason: 'shutting down' }],

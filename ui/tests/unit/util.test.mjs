@@ -1,6 +1,6 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { tsToMs, fmtBytes, fmtMs, displayName, shortType, statusClass, isErrorRow, b64ToBytes, bytesToB64, hexDump, prettyJson, jsonTokens, parseForm } from '../../util.js';
+import { tsToMs, fmtBytes, fmtMs, displayName, shortType, statusClass, isErrorRow, statusText, b64ToBytes, bytesToB64, hexDump, prettyJson, jsonTokens, parseForm } from '../../util.js';
 
 test('RFC 3339 with nanoseconds parses to fractional milliseconds', () => {
   const ms = tsToMs('2026-11-24T10:00:00.123456789Z');
@@ -58,4 +58,22 @@ test('JSON pretty printing and tokens', () => {
 
 test('form bodies decode', () => {
   assert.deepEqual(parseForm('a=1&b=x%40y&c=two+words&d'), [['a', '1'], ['b', 'x@y'], ['c', 'two words'], ['d', '']]);
+});
+
+test('gRPC calls: the Status column names the gRPC status, and a non-OK one is an error row', () => {
+  const ok = { grpc: { service: 's', method: 'm', status: 0, status_name: 'OK', messages: [] } };
+  const nf = { grpc: { service: 's', method: 'm', status: 5, status_name: 'NOT_FOUND', messages: [] } };
+  const unnamed = { grpc: { service: 's', method: 'm', status: 42, messages: [] } };
+  const unseen = { grpc: { service: 's', method: 'm', messages: [] } };
+  assert.equal(statusText({ status: 200 }, ok), '200 · OK');
+  assert.equal(statusText({ status: 200 }, nf), '200 · NOT_FOUND');
+  assert.equal(statusText({ status: 200 }, unnamed), '200 · status 42');
+  assert.equal(statusText({ status: 200 }, unseen), '200', 'no grpc-status seen: the HTTP status alone');
+  assert.equal(statusText({ status: 200 }, {}), '200');
+  assert.equal(statusText({ status: 200 }), '200');
+  assert.equal(statusText({ error: 'closed' }, nf), '(failed)');
+  assert.equal(isErrorRow({ status: 200 }, ok), false);
+  assert.equal(isErrorRow({ status: 200 }, nf), true, 'HTTP 200 carrying NOT_FOUND');
+  assert.equal(isErrorRow({ status: 200 }, unseen), false);
+  assert.equal(isErrorRow({ status: 503 }, ok), true);
 });
