@@ -5,6 +5,7 @@
 //! stream (`stream_pos`), so user space knows exactly what, if anything, is missing.
 //! Nothing is dropped silently: records the ring could not take, bytes past the per-call
 //! budget and bytes that could not be read from user memory are counted in `DROPS`.
+use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
 use aya_ebpf::helpers::{bpf_ktime_get_ns, bpf_probe_read_user, generated};
 use aya_ebpf::{macros::map, maps::PerCpuArray};
 use core::{
@@ -16,6 +17,33 @@ use qtap_common::{
 };
 
 use crate::maps::{EVENTS, SCRATCH, count_drop};
+
+/// Unread bytes in the ring past which a data record wakes the reader; set by the loader.
+/// Below it, data records do not wake anyone (user space polls on a short timeout), so a
+/// busy traced process does not pay an interrupt and a context switch per record. 0 (an
+/// old loader): wake as the kernel decides (when the reader had caught up).
+#[unsafe(no_mangle)]
+static WAKEUP_BYTES: u64 = 0;
+
+/// `bpf_ringbuf_output` flags for a data record of `size` bytes: wake the reader only
+/// when this record takes the unread bytes across the threshold.
+#[inline(always)]
+fn data_flags(size: u64) -> u64 {
+    // SAFETY: a read of a global the loader rewrites before load.
+    let threshold = unsafe { read_volatile(&WAKEUP_BYTES) };
+    if threshold == 0 {
+        return 0;
+    }
+    // SAFETY: plain helper call on our ring buffer map.
+    let pending = unsafe {
+        generated::bpf_ringbuf_query(&EVENTS as *const _ as *mut c_void, BPF_RB_AVAIL_DATA as u64)
+    };
+    if pending < threshold && pending + size >= threshold {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
+    }
+}
 
 pub struct Meta {
     pub pid: u32,
@@ -177,13 +205,14 @@ fn step(ev: &mut DataEvent, st: *mut EmitState) -> bool {
         ev.len = n32;
         ev.stream_pos = s.pos + s.done;
         let size = DATA_HEADER_LEN as u64 + n32 as u64;
+        let flags = data_flags(size);
         // SAFETY: `size` ≤ size_of::<DataEvent>(); the record lives in map memory.
         let r = unsafe {
             generated::bpf_ringbuf_output(
                 &EVENTS as *const _ as *mut c_void,
                 ev as *mut DataEvent as *mut c_void,
                 size,
-                0,
+                flags,
             )
         };
         if r != 0 {
@@ -206,13 +235,14 @@ pub fn emit_unseen(meta: &Meta, total: u64) {
     let Some(ev) = scratch(meta, total) else {
         return;
     };
+    let flags = data_flags(DATA_HEADER_LEN as u64);
     // SAFETY: header-only record from map memory.
     let r = unsafe {
         generated::bpf_ringbuf_output(
             &EVENTS as *const _ as *mut c_void,
             ev as *mut DataEvent as *mut c_void,
             DATA_HEADER_LEN as u64,
-            0,
+            flags,
         )
     };
     if r != 0 {

@@ -30,6 +30,8 @@
 #     system.dropped) instead of sending them to /dev/null; costs throughput (a pipe
 #     reader wakes per line)
 #   NO_BUILD=1 (skip cargo build)   KEEP=1 (keep the work directory)
+#   QTAP=path (measure that qtap binary instead of target/release/qtap, e.g. one built
+#     from an older commit for a before/after comparison; implies NO_BUILD=1)
 #   PERF=1 (perf record -a -g for 10 s during the first floor and the first qtap run;
 #           reports by process and symbol go to the work directory, which is then kept)
 set -euo pipefail
@@ -47,7 +49,7 @@ RATE_CONNS=${RATE_CONNS:-16}
 PERF=${PERF:-0}
 
 ROOT=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../.." && pwd)
-QTAP=$ROOT/target/release/qtap
+QTAP=${QTAP:-$ROOT/target/release/qtap}
 HZ=$(getconf CLK_TCK)
 
 QUIET_WAIT=${QUIET_WAIT:-600}
@@ -107,7 +109,7 @@ stop() { # stop PID [SIGNAL]: signal, wait up to 10 s, then KILL
 }
 
 # ---------------------------------------------------------------- build
-if [[ ${NO_BUILD:-0} != 1 ]]; then
+if [[ ${NO_BUILD:-0} != 1 && $QTAP == "$ROOT/target/release/qtap" ]]; then
     log "cargo build --release"
     (cd "$ROOT" && timeout 1800 cargo build --release) >&2
 fi
@@ -433,7 +435,7 @@ cat <<EOF
 ## qtap capture benchmark — $(date -u +%Y-%m-%dT%H:%MZ)
 
 - machine: $NPROC × $CPU_MODEL, kernel $KERNEL; load average at start $START_LOAD, at end $END_LOAD
-- qtap: commit $COMMIT$DIRTY, \`target/release/qtap trace\` (saturation: $([[ $SAT_MODE == count ]] && echo "SAT_COUNT=1, stdout counted by mawk through a fifo" || echo "\`> /dev/null\`, ready when it logs \"probes attached\""); fixed rate: stdout counted by mawk through a fifo, ready at its system.connected line)
+- qtap: $([[ $QTAP == "$ROOT/target/release/qtap" ]] && echo "commit $COMMIT$DIRTY, \`target/release/qtap trace\`" || echo "\`$QTAP trace\` (QTAP=)") (saturation: $([[ $SAT_MODE == count ]] && echo "SAT_COUNT=1, stdout counted by mawk through a fifo" || echo "\`> /dev/null\`, ready when it logs \"probes attached\""); fixed rate: stdout counted by mawk through a fifo, ready at its system.connected line)
 - nginx $(nginx -v 2>&1 | sed 's/.*\///'), $WORKERS worker(s), TLS (ECDSA P-256) on 127.0.0.1:$PORT, access_log off; libssl $LIBSSL
 - load: \`wrk -t$THREADS -c$CONNS -d${DURATION}s\`, keep-alive; $REPEAT round(s) of baseline → floor → qtap per body, median shown
 - floor: bpftrace, empty programs (\`{}\`) on uprobe+uretprobe of SSL_read, SSL_write, SSL_read_ex, SSL_write_ex in that libssl and the tracepoints qtap attaches (sys_enter/exit of ${FLOOR_TRACEPOINTS// /, }; sys_enter_close; sock:inet_sock_set_state; sched_process_exec/exit)

@@ -32,7 +32,8 @@ impl Default for EngineConfig {
     }
 }
 
-pub type Sink = Box<dyn FnMut(Event) + Send>;
+/// Where the engine puts events: each call gets what one turn of the loop produced, in order.
+pub type Sink = Box<dyn FnMut(Vec<Event>) + Send>;
 
 struct Running {
     stop: Arc<AtomicBool>,
@@ -194,9 +195,7 @@ fn run(
     for (pid, fd, t, ingress) in existing {
         tracker.add_existing(pid, fd, t.local, t.remote, ingress, now);
     }
-    for ev in tracker.drain() {
-        sink(ev);
-    }
+    emit(&mut sink, tracker.drain());
     // pid → when to look at its maps again (the loader maps libraries after exec)
     let mut scans: BTreeMap<Instant, Vec<u32>> = BTreeMap::new();
     // pid → when to look whether it is a JVM ready for the agent (a JVM answers the
@@ -210,7 +209,7 @@ fn run(
         // read before the ring buffer: every kernel record of what a Java message
         // describes (the connect, the handshake) is then handled before the message
         java.poll(&mut java_records);
-        if let Err(e) = cap.poll(Duration::from_millis(50), &mut records) {
+        if let Err(e) = cap.poll(crate::capture::POLL_INTERVAL, &mut records) {
             tracing::error!(error = %e, "capture stopped");
             break;
         }
@@ -274,11 +273,11 @@ fn run(
                     bytes,
                 } => {
                     tracing::debug!(pid, messages, bytes, "Java agent dropped plaintext");
-                    sink(Event::Dropped(Dropped {
+                    sink(vec![Event::Dropped(Dropped {
                         events: messages,
                         bytes,
                         reason: "java-agent-queue-full".into(),
-                    }));
+                    })]);
                 }
             }
         }
@@ -313,32 +312,32 @@ fn run(
             if d.control_events > 0 {
                 drops.push((d.control_events, 0, "ringbuf-full-control"));
             }
-            for (events, bytes, reason) in drops {
-                sink(Event::Dropped(Dropped {
-                    events,
-                    bytes,
-                    reason: reason.into(),
-                }));
-            }
+            let drops = drops
+                .into_iter()
+                .map(|(events, bytes, reason)| {
+                    Event::Dropped(Dropped {
+                        events,
+                        bytes,
+                        reason: reason.into(),
+                    })
+                })
+                .collect();
+            emit(&mut sink, drops);
             if let Ok(mut s) = snapshot.lock() {
                 *s = tracker.snapshot();
             }
         }
-        for ev in tracker.drain() {
-            sink(ev);
-        }
+        emit(&mut sink, tracker.drain());
     }
     tracker.close_all(Timestamp::now());
-    for ev in tracker.drain() {
-        sink(ev);
-    }
+    emit(&mut sink, tracker.drain());
     drop(java);
     drop(cap);
 }
 
 impl crate::hub::ProbeControl for Engine {
     fn attach(&self, sink: crate::hub::Publisher) -> Result<Vec<ProbeStatus>, String> {
-        self.start(Box::new(move |ev| sink.publish(ev)))
+        self.start(Box::new(move |evs| sink.publish_all(evs)))
             .map_err(|e| e.to_string())
     }
 
@@ -362,6 +361,12 @@ impl crate::hub::ProbeControl for Engine {
                 * u64::from(qtap_common::MAX_CHUNKS_PER_CALL),
             ..configured
         }
+    }
+}
+
+fn emit(sink: &mut Sink, events: Vec<Event>) {
+    if !events.is_empty() {
+        sink(events);
     }
 }
 

@@ -6,6 +6,9 @@
 use serde::{Deserialize, Serialize};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// Longest [`Timestamp::rfc3339`] text (`YYYY-MM-DDTHH:MM:SS.fffffffffZ`, with room).
+pub const RFC3339_MAX: usize = 40;
+
 /// Nanoseconds since the UNIX epoch (UTC). Serialised as RFC 3339 with nanoseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(pub u64);
@@ -25,17 +28,31 @@ impl Timestamp {
 
     /// RFC 3339, UTC, nanoseconds: `2026-11-24T10:00:00.123456789Z`.
     pub fn rfc3339(self) -> String {
+        let mut buf = [0u8; RFC3339_MAX];
+        self.write_rfc3339(&mut buf).to_string()
+    }
+
+    /// [`Timestamp::rfc3339`] into a caller's buffer, without allocating.
+    pub fn write_rfc3339(self, buf: &mut [u8; RFC3339_MAX]) -> &str {
         let secs = (self.0 / 1_000_000_000) as i64;
         let nanos = self.0 % 1_000_000_000;
         let days = secs.div_euclid(86_400);
         let rem = secs.rem_euclid(86_400);
         let (y, m, d) = civil_from_days(days);
-        format!(
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-            rem / 3600,
-            (rem % 3600) / 60,
-            rem % 60
-        )
+        let mut w = &mut buf[..];
+        // `y` is at most 4 digits for any u64 timestamp (year ≤ 2554), so this always fits
+        let _ = std::io::Write::write_fmt(
+            &mut w,
+            format_args!(
+                "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+                rem / 3600,
+                (rem % 3600) / 60,
+                rem % 60
+            ),
+        );
+        let left = w.len();
+        let n = RFC3339_MAX - left;
+        std::str::from_utf8(&buf[..n]).unwrap_or("")
     }
 
     pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {
@@ -87,7 +104,8 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 
 impl Serialize for Timestamp {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.rfc3339())
+        let mut buf = [0u8; RFC3339_MAX];
+        s.serialize_str(self.write_rfc3339(&mut buf))
     }
 }
 
@@ -549,8 +567,46 @@ impl Envelope {
         })
     }
 
-    /// `qtap trace` line: the same object with `"topic"` added.
+    /// `qtap trace` line: the same object with `"topic"` added (no trailing newline).
     pub fn to_ndjson(&self) -> String {
+        let mut out = Vec::with_capacity(256);
+        self.write_ndjson(&mut out);
+        // serde_json writes UTF-8 only
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Appends the `qtap trace` line `{"topic":…,"ts":…,"data":…}` (no trailing newline)
+    /// to `out`, serialised once, straight from the typed event.
+    pub fn write_ndjson(&self, out: &mut Vec<u8>) {
+        #[derive(Serialize)]
+        struct Line<'a> {
+            topic: &'static str,
+            ts: Timestamp,
+            data: &'a Event,
+        }
+        let start = out.len();
+        let line = Line {
+            topic: self.data.topic(),
+            ts: self.ts,
+            data: &self.data,
+        };
+        if let Err(e) = serde_json::to_writer(&mut *out, &line) {
+            out.truncate(start);
+            let _ = serde_json::to_writer(
+                &mut *out,
+                &serde_json::json!({
+                    "topic": self.data.topic(),
+                    "ts": self.ts,
+                    "data": {"error": format!("cannot encode event: {e}")},
+                }),
+            );
+        }
+    }
+
+    /// The former `qtap trace` encoding (a `serde_json::Value` tree with `topic`
+    /// inserted), kept to check that [`Envelope::write_ndjson`] says the same.
+    #[cfg(test)]
+    pub(crate) fn to_ndjson_via_value(&self) -> String {
         let mut v = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
         if let serde_json::Value::Object(m) = &mut v {
             m.insert("topic".into(), self.data.topic().into());
@@ -634,6 +690,107 @@ mod tests {
         );
         assert_eq!(j(Some(40)), r#"{"pid":7,"signal":"SIG40"}"#);
         assert_eq!(j(None), r#"{"pid":7}"#);
+    }
+
+    /// Every event of docs/events.md (each topic, a transaction with and without a
+    /// response, gRPC) and a few edge cases.
+    fn sample_events() -> Vec<Event> {
+        let doc = include_str!("../../docs/events.md");
+        let b: Vec<&str> = doc
+            .split("```json\n")
+            .skip(1)
+            .map(|b| b.split("\n```").next().unwrap())
+            .collect();
+        let mut out = vec![
+            Event::Connected(serde_json::from_str(b[0]).unwrap()),
+            Event::Disconnected(serde_json::from_str(b[1]).unwrap()),
+            Event::Dropped(serde_json::from_str(b[2]).unwrap()),
+            Event::ProcessStarted(serde_json::from_str(b[3]).unwrap()),
+            Event::ProcessStopped(serde_json::from_str(b[4]).unwrap()),
+            Event::ConnectionOpened(serde_json::from_str(b[5]).unwrap()),
+            Event::ConnectionClosed(serde_json::from_str(b[6]).unwrap()),
+            Event::HttpTransaction(Box::new(serde_json::from_str(b[7]).unwrap())),
+            Event::HttpTransaction(Box::new(serde_json::from_str(b[8]).unwrap())),
+        ];
+        let Event::HttpTransaction(t) = &out[7] else {
+            unreachable!()
+        };
+        let mut t = t.clone();
+        // no response, an error, awkward text (quotes, control bytes, non-ASCII)
+        t.transaction.response = None;
+        t.summary.status = None;
+        t.summary.error = Some("connection closed before response".into());
+        t.transaction.request.body.text = "a\"b\\c\n\u{1}\u{7f} é 😀 </script>".into();
+        t.transaction
+            .request
+            .headers
+            .push(("X-Dup".into(), "1".into()));
+        t.transaction
+            .request
+            .headers
+            .push(("x-dup".into(), "\t2".into()));
+        t.summary.duration_ms = 0.1 + 0.2;
+        out.push(Event::HttpTransaction(t));
+        out.push(Event::ProcessStopped(ProcessStopped {
+            pid: u32::MAX,
+            exit_code: Some(-1),
+            signal: None,
+            core_dumped: false,
+        }));
+        out.push(Event::ProcessStopped(ProcessStopped::from_raw(
+            9,
+            Some(11 | 0x80),
+        )));
+        out.push(Event::ConnectionClosed(ConnectionClosed {
+            connection_id: String::new(),
+            bytes_sent: u64::MAX,
+            bytes_received: 0,
+            duration_ms: 1e-7,
+        }));
+        out
+    }
+
+    /// The direct encoder says exactly what the former `Value` path said, for every
+    /// event type, and puts `topic` first.
+    #[test]
+    fn ndjson_matches_the_value_encoding() {
+        for (i, ev) in sample_events().into_iter().enumerate() {
+            let e = Envelope {
+                ts: Timestamp(1_795_600_000_000_000_001 + i as u64),
+                data: ev,
+            };
+            let new = e.to_ndjson();
+            let old = e.to_ndjson_via_value();
+            let (a, b): (serde_json::Value, serde_json::Value) = (
+                serde_json::from_str(&new).unwrap(),
+                serde_json::from_str(&old).unwrap(),
+            );
+            assert_eq!(a, b, "event {i}:\nnew {new}\nold {old}");
+            assert!(!new.contains('\n'), "one line: {new}");
+            let prefix = format!(r#"{{"topic":"{}","ts":""#, e.data.topic());
+            assert!(new.starts_with(&prefix), "{new}");
+            // the SSE encoding is the same object without the topic
+            let mut sse: serde_json::Value = serde_json::from_str(&e.to_json()).unwrap();
+            sse["topic"] = e.data.topic().into();
+            assert_eq!(sse, a);
+            // appending keeps what is already in the buffer
+            let mut buf = b"x".to_vec();
+            e.write_ndjson(&mut buf);
+            assert_eq!(&buf[1..], new.as_bytes());
+        }
+    }
+
+    #[test]
+    fn rfc3339_without_allocation_fits_every_timestamp() {
+        let mut buf = [0u8; RFC3339_MAX];
+        assert_eq!(
+            Timestamp(u64::MAX).write_rfc3339(&mut buf),
+            "2554-07-21T23:34:33.709551615Z"
+        );
+        assert_eq!(
+            Timestamp(1_795_600_000_123_456_789).write_rfc3339(&mut buf),
+            "2026-11-25T09:46:40.123456789Z"
+        );
     }
 
     /// Every example in docs/events.md deserialises into its type and serialises back

@@ -261,6 +261,7 @@ impl Capture {
         let mut ebpf = EbpfLoader::new()
             .override_global("SELF_TGID", &self_tgid, true)
             .override_global("TASK_EXIT_CODE_OFF", &exit_code_off, true)
+            .override_global("WAKEUP_BYTES", &wakeup_bytes(cfg.ring_bytes), true)
             .map_max_entries("EVENTS", cfg.ring_bytes)
             .load(OBJECT)
             .map_err(|e| {
@@ -693,6 +694,16 @@ impl Capture {
     }
 }
 
+/// How long [`Capture::poll`] callers may wait at most: data records wake the reader only
+/// once [`wakeup_bytes`] are pending, so below that the reader finds them on this timeout.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+/// Unread ring-buffer bytes past which the kernel wakes the reader for a data record: an
+/// eighth of the ring, at most 1 MiB (the reader also polls every [`POLL_INTERVAL`]).
+pub fn wakeup_bytes(ring_bytes: u32) -> u64 {
+    (u64::from(ring_bytes) / 8).clamp(4096, 1 << 20)
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
@@ -702,4 +713,20 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wakeup_threshold_is_a_bounded_share_of_the_ring() {
+        assert_eq!(wakeup_bytes(32 << 20), 1 << 20);
+        assert_eq!(wakeup_bytes(4 << 20), 512 << 10);
+        assert_eq!(wakeup_bytes(4096), 4096);
+        // the reader must be woken before the ring is full
+        for ring in [4096u32 * 2, 1 << 16, 1 << 22, 1 << 30] {
+            assert!(wakeup_bytes(ring) < u64::from(ring));
+        }
+    }
 }

@@ -11,7 +11,7 @@ mod queue;
 mod stats;
 
 use crate::events::{Connected, Disconnected, Envelope, Event, Limits, ProbeStatus, TOPICS};
-use queue::{ClientQueue, Offer, Pop};
+use queue::{ClientQueue, Pop};
 use serde::Serialize;
 use stats::Stats;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock, Weak};
@@ -113,16 +113,35 @@ impl Frame {
     }
     /// `id: N\nevent: <topic>\ndata: <json>\n\n`
     pub fn to_sse(&self) -> String {
-        format!(
-            "id: {}\nevent: {}\ndata: {}\n\n",
-            self.id,
-            self.topic(),
-            self.entry.json()
-        )
+        let mut s = String::new();
+        self.write_sse(&mut s);
+        s
+    }
+    /// Appends [`Frame::to_sse`] to `out`; the JSON is the entry's, shared by every client.
+    pub fn write_sse(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let json = self.entry.json();
+        out.reserve(json.len() + 64);
+        let _ = write!(out, "id: {}\nevent: {}\ndata: ", self.id, self.topic());
+        out.push_str(json);
+        out.push_str("\n\n");
     }
     /// The `qtap trace` line (no trailing newline).
     pub fn to_ndjson(&self) -> String {
         self.entry.envelope.to_ndjson()
+    }
+    /// Appends the `qtap trace` line (no trailing newline) to `out`: serialised straight
+    /// into it, or spliced from the entry's JSON when another client already made it.
+    pub fn write_ndjson(&self, out: &mut Vec<u8>) {
+        match self.entry.json.get() {
+            Some(json) if json.starts_with('{') && json.len() > 2 => {
+                out.extend_from_slice(b"{\"topic\":\"");
+                out.extend_from_slice(self.topic().as_bytes());
+                out.extend_from_slice(b"\",");
+                out.extend_from_slice(&json.as_bytes()[1..]);
+            }
+            _ => self.entry.envelope.write_ndjson(out),
+        }
     }
 }
 
@@ -139,11 +158,26 @@ impl Publisher {
 
     /// For an engine that has its own timestamp for the event.
     pub fn publish_envelope(&self, envelope: Envelope) {
+        self.publish_envelopes(vec![envelope]);
+    }
+
+    /// Several events at once, in order: one pass over the clients, and each client's
+    /// reader woken once for all of them.
+    pub fn publish_all(&self, events: impl IntoIterator<Item = Event>) {
+        let envelopes: Vec<Envelope> = events.into_iter().map(Envelope::new).collect();
+        if !envelopes.is_empty() {
+            self.publish_envelopes(envelopes);
+        }
+    }
+
+    fn publish_envelopes(&self, envelopes: Vec<Envelope>) {
         let st = &self.fanout.stats;
-        Stats::add(&st.published, 1);
-        if let Event::Dropped(d) = &envelope.data {
-            Stats::add(&st.capture_events, d.events);
-            Stats::add(&st.capture_bytes, d.bytes);
+        Stats::add(&st.published, envelopes.len() as u64);
+        for e in &envelopes {
+            if let Event::Dropped(d) = &e.data {
+                Stats::add(&st.capture_events, d.events);
+                Stats::add(&st.capture_bytes, d.bytes);
+            }
         }
         let clients = self
             .fanout
@@ -153,10 +187,14 @@ impl Publisher {
         if clients.list.is_empty() {
             return;
         }
-        let entry = Arc::new(Entry::new(envelope));
+        let entries: Vec<Arc<Entry>> = envelopes
+            .into_iter()
+            .map(|e| Arc::new(Entry::new(e)))
+            .collect();
         for c in clients.list.iter() {
-            if c.offer(&entry) == Offer::Dropped {
-                Stats::add(&st.slow_client_events, 1);
+            let dropped = c.offer_all(&entries);
+            if dropped > 0 {
+                Stats::add(&st.slow_client_events, dropped);
             }
         }
     }

@@ -14,6 +14,7 @@ use tokio::sync::Notify;
 pub(crate) const SLOW_CLIENT: &str = "slow-client";
 
 /// What happened to an offered entry.
+#[cfg(test)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Offer {
     Queued,
@@ -73,6 +74,7 @@ impl ClientQueue {
     }
 
     /// Never waits: either queues the entry or counts it.
+    #[cfg(test)]
     pub(crate) fn offer(&self, entry: &Arc<Entry>) -> Offer {
         if !self.wants(entry.topic()) {
             return Offer::Filtered;
@@ -94,6 +96,37 @@ impl ClientQueue {
         drop(st);
         self.notify.notify_one();
         Offer::Queued
+    }
+
+    /// [`ClientQueue::offer`] for several entries in order, under one lock and with one
+    /// wake-up of the reader. Returns how many were dropped (queue full).
+    pub(crate) fn offer_all(&self, entries: &[Arc<Entry>]) -> u64 {
+        let mut st = self.lock();
+        if st.closed {
+            return 0;
+        }
+        let (mut queued, mut dropped) = (false, 0);
+        for entry in entries {
+            if !self.wants(entry.topic()) {
+                continue;
+            }
+            if st.frames.len() >= self.cap {
+                st.dropped_events += 1;
+                st.dropped_bytes += entry.json().len() as u64;
+                dropped += 1;
+                continue;
+            }
+            if let Some(gap) = take_gap(&mut st) {
+                st.frames.push_back(gap);
+            }
+            st.frames.push_back(entry.clone());
+            queued = true;
+        }
+        drop(st);
+        if queued {
+            self.notify.notify_one();
+        }
+        dropped
     }
 
     /// Puts `entries` (in order) before everything queued, ignoring the capacity: the

@@ -359,3 +359,74 @@ fn probe_list_follows_the_engine_while_attached() {
         e => panic!("{e:?}"),
     }
 }
+
+/// The `qtap trace` line is the same bytes whether it is serialised for it alone or
+/// spliced from the JSON an SSE client already made.
+#[test]
+fn ndjson_line_same_direct_or_spliced_from_shared_json() {
+    let mk = || {
+        let e = Envelope {
+            ts: crate::events::Timestamp(1_795_600_000_123_456_789),
+            data: Event::Dropped(Dropped {
+                events: 3,
+                bytes: 49152,
+                reason: "ringbuf-full".into(),
+            }),
+        };
+        Frame {
+            id: 7,
+            entry: Arc::new(Entry::new(e)),
+        }
+    };
+    let (direct, shared) = (mk(), mk());
+    let _ = shared.entry.json(); // an SSE client made the JSON
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    direct.write_ndjson(&mut a);
+    shared.write_ndjson(&mut b);
+    assert_eq!(
+        String::from_utf8(a.clone()).unwrap(),
+        String::from_utf8(b).unwrap()
+    );
+    assert_eq!(
+        String::from_utf8(a).unwrap(),
+        r#"{"topic":"system.dropped","ts":"2026-11-25T09:46:40.123456789Z","data":{"events":3,"bytes":49152,"reason":"ringbuf-full"}}"#
+    );
+    assert_eq!(direct.to_ndjson(), shared.to_ndjson());
+}
+
+/// A batch reaches the client in order, and a full queue (system.connected takes one
+/// of the 5 places) counts what it missed.
+#[test]
+fn publish_all_delivers_in_order_and_counts_drops() {
+    let d = Arc::new(Double::default());
+    let hub = Hub::new(
+        d.clone(),
+        HubConfig {
+            client_queue: 5,
+            ..HubConfig::default()
+        },
+    );
+    let mut sub = hub.subscribe(None).unwrap();
+    let sink = d.sink.lock().unwrap().clone().unwrap();
+    sink.publish_all((1..=8).map(stopped));
+    let mut got = Vec::new();
+    while let Some(f) = sub.try_next() {
+        got.push(match f.event() {
+            Event::ProcessStopped(p) => format!("stopped {}", p.pid),
+            Event::Dropped(x) => format!("dropped {} {}", x.events, x.reason),
+            e => e.topic().to_string(),
+        });
+    }
+    assert_eq!(
+        got,
+        [
+            "system.connected",
+            "stopped 1",
+            "stopped 2",
+            "stopped 3",
+            "stopped 4",
+            "dropped 4 slow-client"
+        ]
+    );
+    assert_eq!(hub.status().drops_by_reason.slow_client_events, 4);
+}

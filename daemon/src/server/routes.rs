@@ -185,10 +185,12 @@ fn sse_body(sub: Subscription, keep_alive: Duration) -> Body {
     let stream = futures_util::stream::unfold(sub, move |mut sub| async move {
         let chunk = tokio::select! {
             f = sub.next() => {
-                let mut buf = f?.to_sse();
+                // each frame's JSON is made once and shared by every client (hub::Entry)
+                let mut buf = String::new();
+                f?.write_sse(&mut buf);
                 while buf.len() < SSE_BATCH_BYTES {
                     let Some(f) = sub.try_next() else { break };
-                    buf.push_str(&f.to_sse());
+                    f.write_sse(&mut buf);
                 }
                 Bytes::from(buf)
             }
