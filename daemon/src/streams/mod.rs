@@ -314,6 +314,18 @@ impl Tracker {
                 c.remote = remote;
                 c.local = local;
                 c.raw = [Reasm { expected: Some(0) }, Reasm { expected: Some(0) }];
+                if remote.is_none() {
+                    // accept(fd, NULL, NULL), as libuv (Node.js) calls it: the peer's
+                    // address is in /proc while the socket is open
+                    self.fill_from_proc(key);
+                    if let Some(c) = self.conns.get_mut(&key) {
+                        // accepted: this side serves, whatever the listener does now
+                        c.direction = Some(Direction::Ingress);
+                        if let Some(r) = c.remote {
+                            self.est_by_remote.remove(&r);
+                        }
+                    }
+                }
             }
             Record::Established {
                 local,
