@@ -113,7 +113,10 @@ fn debian_node() -> Node {
     let lib = PathBuf::from(DEBIAN_NODE_DIR).join("usr/lib/x86_64-linux-gnu");
     for (exe, lib_dir) in [
         (PathBuf::from("/usr/bin/node"), None),
-        (PathBuf::from(DEBIAN_NODE_DIR).join("usr/bin/node"), Some(lib)),
+        (
+            PathBuf::from(DEBIAN_NODE_DIR).join("usr/bin/node"),
+            Some(lib),
+        ),
     ] {
         if !exe.is_file() {
             continue;
@@ -224,8 +227,9 @@ fn tls_node_static_openssl_client_and_server() {
     let exe = node.exe.display().to_string();
     let ps = probes(&trace);
     assert!(
-        ps.iter()
-            .any(|p| p["library"] == "openssl" && p["path"] == exe.as_str() && p["status"] == "attached"),
+        ps.iter().any(|p| p["library"] == "openssl"
+            && p["path"] == exe.as_str()
+            && p["status"] == "attached"),
         "no openssl probe on {exe}: {ps:#?}"
     );
     node_both_sides(&node, &trace, &server, port, "node-static");
@@ -250,9 +254,8 @@ fn tls_node_debian_libssl_client_and_server() {
         libssl[0]
     );
     assert!(
-        !ps.iter().any(|p| p["path"]
-            .as_str()
-            .is_some_and(|s| s.contains("node"))),
+        !ps.iter()
+            .any(|p| p["path"].as_str().is_some_and(|s| s.contains("node"))),
         "nothing of node itself is probed: {ps:#?}"
     );
     assert!(!carries_openssl(&node.exe));

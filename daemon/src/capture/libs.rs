@@ -311,7 +311,11 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(found.len(), 3, "{found:?}");
         assert_eq!(found[0].shown_path, "/usr/lib/libssl.so.3");
-        assert!(found.iter().all(|f| (f.dev, f.ino) == (found[0].dev, found[0].ino)));
+        assert!(
+            found
+                .iter()
+                .all(|f| (f.dev, f.ino) == (found[0].dev, found[0].ino))
+        );
     }
 
     #[test]

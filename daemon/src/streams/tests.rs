@@ -190,12 +190,30 @@ fn accept_without_address_takes_both_ends_from_proc() {
         &mut k,
     );
     t.handle(
-        data(me, served.as_raw_fd(), 0, Dir::Recv, Source::Syscall, 0, REQ, 3),
+        data(
+            me,
+            served.as_raw_fd(),
+            0,
+            Dir::Recv,
+            Source::Syscall,
+            0,
+            REQ,
+            3,
+        ),
         &wall,
         &mut k,
     );
     t.handle(
-        data(me, served.as_raw_fd(), 0, Dir::Send, Source::Syscall, 0, RESP, 4),
+        data(
+            me,
+            served.as_raw_fd(),
+            0,
+            Dir::Send,
+            Source::Syscall,
+            0,
+            RESP,
+            4,
+        ),
         &wall,
         &mut k,
     );
