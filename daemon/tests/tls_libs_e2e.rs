@@ -395,3 +395,59 @@ fn tls_gnutls_server_ingress() {
     assert_exchange(&eg, "GET", "/page?id=7", 200, page);
     assert_tls(&trace, &eg, "openssl", Some("localhost"));
 }
+
+/// Node drives OpenSSL through memory BIOs, so each `SSL*` is tied to its socket by the
+/// handshake record written after a TLS call: with several handshakes at once on one
+/// thread, every exchange must still land on its own connection, each side's addresses
+/// the mirror of the other's.
+#[test]
+fn tls_node_parallel_connections_each_on_its_own_socket() {
+    let node = static_node();
+    let c = certs();
+    let (server, port) = node_server(&node, &c);
+    let trace = Trace::start(&[]);
+    let tok = token("node-par");
+    let n = 6;
+    let (pid, out) = run(node
+        .cmd()
+        .arg(fixtures().join("parallel_client.js"))
+        .arg(port.to_string())
+        .arg(&tok)
+        .arg(n.to_string()));
+    let want: Vec<String> = (0..n)
+        .map(|i| format!("node saw GET /p/{i} 0 bytes"))
+        .collect();
+    assert_eq!(out, want.join("\n"));
+    let mut conns = std::collections::HashSet::new();
+    for (i, body) in want.iter().enumerate() {
+        let t = format!("{tok}-{i}");
+        let path = format!("/p/{i}");
+        let eg = trace.transaction("egress", &t);
+        let ing = trace.transaction("ingress", &t);
+        assert_exchange(&eg, "GET", &path, 200, body);
+        assert_exchange(&ing, "GET", &path, 200, body);
+        assert_eq!(eg["summary"]["process"]["pid"], pid, "{eg:#}");
+        assert_eq!(ing["summary"]["process"]["pid"], server.0.id(), "{ing:#}");
+        let (en, inn) = (
+            &eg["transaction"]["network"],
+            &ing["transaction"]["network"],
+        );
+        assert_eq!(en["remote"], format!("127.0.0.1:{port}"), "{eg:#}");
+        assert_eq!(en["local"], inn["remote"], "{eg:#}\n{ing:#}");
+        assert_eq!(en["remote"], inn["local"], "{eg:#}\n{ing:#}");
+        assert_tls(&trace, &eg, "openssl", Some("localhost"));
+        assert_tls(&trace, &ing, "openssl", Some("localhost"));
+        assert!(conns.insert(eg["summary"]["connection_id"].to_string()));
+        assert!(conns.insert(ing["summary"]["connection_id"].to_string()));
+        // one exchange per connection: nothing of another request was merged in
+        for side in [&eg, &ing] {
+            let cid = side["summary"]["connection_id"].clone();
+            let on_conn = trace
+                .all("request.http_transaction")
+                .into_iter()
+                .filter(|d| d["summary"]["connection_id"] == cid)
+                .count();
+            assert_eq!(on_conn, 1, "{side:#}");
+        }
+    }
+}

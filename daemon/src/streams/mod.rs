@@ -268,6 +268,27 @@ impl Tracker {
         }
     }
 
+    /// The oldest remembered incoming tuple (local, remote) whose local address one of
+    /// `pid`'s listening sockets listens on; taken out of the remembered ones.
+    fn oldest_tuple_listened_by(&mut self, pid: u32) -> Option<(SocketAddr, SocketAddr)> {
+        let root = std::path::Path::new("/proc");
+        let table = crate::capture::procnet::tcp_table(root, pid);
+        let listeners = crate::capture::procnet::listening(root, pid, &table);
+        if listeners.is_empty() {
+            return None;
+        }
+        let hit = self.est_order.iter().find_map(|(outgoing, _, r)| {
+            let r = r.filter(|_| !*outgoing)?;
+            let l = (*self.est_by_remote.get(&r)?)?;
+            listeners
+                .iter()
+                .any(|x| x.port() == l.port() && (x.ip().is_unspecified() || x.ip() == l.ip()))
+                .then_some((l, r))
+        })?;
+        self.est_by_remote.remove(&hit.1);
+        Some(hit)
+    }
+
     pub fn handle(
         &mut self,
         rec: Record,
@@ -316,13 +337,24 @@ impl Tracker {
                 c.raw = [Reasm { expected: Some(0) }, Reasm { expected: Some(0) }];
                 if remote.is_none() {
                     // accept(fd, NULL, NULL), as libuv (Node.js) calls it: the peer's
-                    // address is in /proc while the socket is open
+                    // address is in /proc while the socket is open; a connection already
+                    // closed is the oldest one established on a port this process
+                    // listens on (a listener's queue is accepted in order)
                     self.fill_from_proc(key);
+                    let filled = self.conns.get(&key).and_then(|c| c.remote);
+                    let tuple = match filled {
+                        Some(r) => {
+                            self.est_by_remote.remove(&r);
+                            None
+                        }
+                        None => self.oldest_tuple_listened_by(pid),
+                    };
                     if let Some(c) = self.conns.get_mut(&key) {
                         // accepted: this side serves, whatever the listener does now
                         c.direction = Some(Direction::Ingress);
-                        if let Some(r) = c.remote {
-                            self.est_by_remote.remove(&r);
+                        if let Some((l, r)) = tuple {
+                            c.local = Some(l);
+                            c.remote = Some(r);
                         }
                     }
                 }
