@@ -13,7 +13,7 @@ use qtap_common::{SslInfo, direction, sock_key, sock_state, source};
 
 use crate::{
     emit::{Meta, emit, emit_unseen},
-    maps::{DATA_ARGS, DataArgs, SOCKS, SSL_ARGS, SSL_FDS, SSL_PENDING},
+    maps::{DATA_ARGS, DataArgs, SOCK_SSL, SOCKS, SSL_ARGS, SSL_FDS, SSL_PENDING},
     self_tgid,
 };
 
@@ -117,6 +117,7 @@ fn tie_pending(pid_tgid: u64, tgid: u32, fd: i32, buf: u64, iovcnt: u64) {
         return;
     }
     let _ = SSL_PENDING.remove(&pid_tgid);
+    let _ = SOCK_SSL.insert(&sock_key(tgid, fd), &ssl, 0);
     match SSL_FDS.get_ptr_mut(&ssl) {
         // SAFETY: map value pointer.
         Some(p) => unsafe {
@@ -144,6 +145,24 @@ fn tie_pending(pid_tgid: u64, tgid: u32, fd: i32, buf: u64, iovcnt: u64) {
                 0,
             );
         }
+    }
+}
+
+/// `fd` of `tgid` is being closed: an `SSL*` tied to it by `tie_pending` is forgotten.
+#[inline(always)]
+pub(crate) fn socket_closed(tgid: u32, fd: i32) {
+    let key = sock_key(tgid, fd);
+    // SAFETY: map value copied out.
+    let Some(ssl) = (unsafe { SOCK_SSL.get(&key) }).copied() else {
+        return;
+    };
+    let _ = SOCK_SSL.remove(&key);
+    // SAFETY: map value copied out.
+    if let Some(i) = (unsafe { SSL_FDS.get(&ssl) }).copied()
+        && i.tgid == tgid
+        && i.fd == fd
+    {
+        let _ = SSL_FDS.remove(&ssl);
     }
 }
 

@@ -93,6 +93,12 @@ pub static SSL_ARGS: HashMap<u64, SslArgs> = HashMap::with_max_entries(16_384, 0
 #[map]
 pub static SSL_PENDING: LruHashMap<u64, u64> = LruHashMap::with_max_entries(16_384, 0);
 
+/// (tgid << 32 | fd) → the `SSL*` `data::tie_pending` tied to that socket. Closing the
+/// socket unties it: a memory-BIO program may allocate its next `SSL*` at the same
+/// address, which must wait for its own handshake rather than inherit a closed fd.
+#[map]
+pub static SOCK_SSL: LruHashMap<u64, u64> = LruHashMap::with_max_entries(65_536, 0);
+
 #[inline(always)]
 pub fn count_drop(reason: u32, n: u64) {
     if let Some(p) = DROPS.get_ptr_mut(reason) {

@@ -336,18 +336,23 @@ impl Tracker {
                 c.local = local;
                 c.raw = [Reasm { expected: Some(0) }, Reasm { expected: Some(0) }];
                 if remote.is_none() {
-                    // accept(fd, NULL, NULL), as libuv (Node.js) calls it: the peer's
-                    // address is in /proc while the socket is open; a connection already
-                    // closed is the oldest one established on a port this process
-                    // listens on (a listener's queue is accepted in order)
+                    // accept(fd, NULL, NULL), as libuv (Node.js) calls it. /proc shows the
+                    // socket now behind `fd`; when the connection was closed already and
+                    // its fd number reused, that is a later connection, whose tuple is not
+                    // remembered yet. Such an answer gives way to the oldest tuple
+                    // established on a port this process listens on (a listener's queue
+                    // is accepted in order).
                     self.fill_from_proc(key);
-                    let filled = self.conns.get(&key).and_then(|c| c.remote);
-                    let tuple = match filled {
-                        Some(r) => {
+                    let seen = self
+                        .conns
+                        .get(&key)
+                        .and_then(|c| Some((c.local?, c.remote?)));
+                    let tuple = match seen {
+                        Some((l, r)) if self.est_by_remote.get(&r) == Some(&Some(l)) => {
                             self.est_by_remote.remove(&r);
-                            None
+                            Some((l, r))
                         }
-                        None => self.oldest_tuple_listened_by(pid),
+                        other => self.oldest_tuple_listened_by(pid).or(other),
                     };
                     if let Some(c) = self.conns.get_mut(&key) {
                         // accepted: this side serves, whatever the listener does now
