@@ -258,6 +258,7 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
     };
     let _ = SOCKS.remove(&key);
     crate::gotls::socket_closed(tgid, fd);
+    crate::data::socket_closed(tgid, fd);
     if s.state == sock_state::CAPTURE || s.state == sock_state::MUTE {
         let ev: CloseEvent = CloseEvent {
             header: header(kind::CLOSE, pid_tgid, fd),

@@ -13,7 +13,7 @@ use qtap_common::{SslInfo, direction, sock_key, sock_state, source};
 
 use crate::{
     emit::{Meta, emit, emit_unseen},
-    maps::{DATA_ARGS, DataArgs, SOCKS, SSL_ARGS, SSL_FDS},
+    maps::{DATA_ARGS, DataArgs, SOCK_SSL, SOCKS, SSL_ARGS, SSL_FDS, SSL_PENDING},
     self_tgid,
 };
 
@@ -45,7 +45,8 @@ pub(crate) fn ret(ctx: &TracePointContext) -> i64 {
     unsafe { ctx.read_at::<i64>(16) }.unwrap_or(-1)
 }
 
-/// Records which socket an in-flight SSL call uses (first syscall inside it).
+/// Records which socket an in-flight SSL call uses (first syscall on a captured socket
+/// inside it).
 #[inline(always)]
 fn learn_ssl_fd(pid_tgid: u64, fd: i32) -> bool {
     // SAFETY: map value copied out.
@@ -81,6 +82,90 @@ fn learn_ssl_fd(pid_tgid: u64, fd: i32) -> bool {
     true
 }
 
+/// TLS record types that only the handshake writes: ChangeCipherSpec (TLS 1.3 clients
+/// in middlebox-compatibility mode open their second flight with one) and Handshake
+/// (ClientHello, ServerHello, ...).
+const TLS_CHANGE_CIPHER_SPEC: u8 = 20;
+const TLS_HANDSHAKE: u8 = 22;
+
+/// A thread whose last TLS library call left its `SSL*` without a socket (see
+/// `SSL_PENDING`) wrote to captured socket `fd`: when what it wrote starts with a TLS
+/// handshake record, that record came out of that call, and the `SSL*` is `fd`'s. Only
+/// handshake-phase records tie, so a connection whose handshake was not seen stays untied
+/// rather than risk being tied to another connection's socket.
+#[inline(always)]
+fn tie_pending(pid_tgid: u64, tgid: u32, fd: i32, buf: u64, iovcnt: u64) {
+    // SAFETY: map value copied out.
+    let Some(ssl) = (unsafe { SSL_PENDING.get(&pid_tgid) }).copied() else {
+        return;
+    };
+    // the first bytes written: `buf` itself, or the first iovec's base
+    let first = if iovcnt == 0 {
+        buf
+    } else {
+        // SAFETY: user memory through the checked helper.
+        unsafe { bpf_probe_read_user(buf as *const u64) }.unwrap_or(0)
+    };
+    if first == 0 {
+        return;
+    }
+    // SAFETY: user memory through the checked helper.
+    let Ok(hdr) = (unsafe { bpf_probe_read_user(first as *const [u8; 3]) }) else {
+        return;
+    };
+    if (hdr[0] != TLS_HANDSHAKE && hdr[0] != TLS_CHANGE_CIPHER_SPEC) || hdr[1] != 3 {
+        return;
+    }
+    let _ = SSL_PENDING.remove(&pid_tgid);
+    let _ = SOCK_SSL.insert(&sock_key(tgid, fd), &ssl, 0);
+    match SSL_FDS.get_ptr_mut(&ssl) {
+        // SAFETY: map value pointer.
+        Some(p) => unsafe {
+            if (*p).tgid != tgid {
+                *p = SslInfo {
+                    tgid,
+                    fd,
+                    bytes_sent: 0,
+                    bytes_recv: 0,
+                };
+            } else if (*p).fd < 0 {
+                // plaintext already counted keeps its positions
+                (*p).fd = fd;
+            }
+        },
+        None => {
+            let _ = SSL_FDS.insert(
+                &ssl,
+                &SslInfo {
+                    tgid,
+                    fd,
+                    bytes_sent: 0,
+                    bytes_recv: 0,
+                },
+                0,
+            );
+        }
+    }
+}
+
+/// `fd` of `tgid` is being closed: an `SSL*` tied to it by `tie_pending` is forgotten.
+#[inline(always)]
+pub(crate) fn socket_closed(tgid: u32, fd: i32) {
+    let key = sock_key(tgid, fd);
+    // SAFETY: map value copied out.
+    let Some(ssl) = (unsafe { SOCK_SSL.get(&key) }).copied() else {
+        return;
+    };
+    let _ = SOCK_SSL.remove(&key);
+    // SAFETY: map value copied out.
+    if let Some(i) = (unsafe { SSL_FDS.get(&ssl) }).copied()
+        && i.tgid == tgid
+        && i.fd == fd
+    {
+        let _ = SSL_FDS.remove(&ssl);
+    }
+}
+
 #[inline(always)]
 fn enter(ctx: &TracePointContext, dir: u8, shape: Shape) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
@@ -89,13 +174,15 @@ fn enter(ctx: &TracePointContext, dir: u8, shape: Shape) -> u32 {
         return 0;
     }
     let fd = arg(ctx, 0) as i32;
+    // SAFETY: map value read.
+    let Some(s) = (unsafe { SOCKS.get(&sock_key(tgid, fd)) }) else {
+        // not a TCP socket: files read inside a TLS call (certificates, time zone data
+        // while checking a certificate's dates) tell nothing about its connection
+        return 0;
+    };
     if shape != Shape::Unseen && learn_ssl_fd(pid_tgid, fd) {
         return 0;
     }
-    // SAFETY: map value read.
-    let Some(s) = (unsafe { SOCKS.get(&sock_key(tgid, fd)) }) else {
-        return 0;
-    };
     if s.state != sock_state::CAPTURE && s.state != sock_state::MUTE {
         return 0;
     }
@@ -171,6 +258,9 @@ fn exit(ctx: &TracePointContext) -> u32 {
         }
         ((*s).state, pos)
     };
+    if a.direction == direction::SEND && a.iovcnt != u64::MAX - 1 {
+        tie_pending(pid_tgid, tgid, a.fd as i32, a.buf, a.iovcnt);
+    }
     if state != sock_state::CAPTURE {
         return 0;
     }

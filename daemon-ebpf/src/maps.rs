@@ -84,6 +84,21 @@ pub struct SslArgs {
 #[map]
 pub static SSL_ARGS: HashMap<u64, SslArgs> = HashMap::with_max_entries(16_384, 0);
 
+/// pid_tgid → the `SSL*` (GnuTLS session) of the thread's last TLS library call, when
+/// that call left it without a socket: libraries driven through memory BIOs (Node.js)
+/// make no syscall inside `SSL_read`/`SSL_write`, and write the records they produce
+/// just after. The next handshake record the thread writes to a captured socket ties
+/// the `SSL*` to that socket (see `data::tie_pending`). Any later library call replaces
+/// or clears the entry.
+#[map]
+pub static SSL_PENDING: LruHashMap<u64, u64> = LruHashMap::with_max_entries(16_384, 0);
+
+/// (tgid << 32 | fd) → the `SSL*` `data::tie_pending` tied to that socket. Closing the
+/// socket unties it: a memory-BIO program may allocate its next `SSL*` at the same
+/// address, which must wait for its own handshake rather than inherit a closed fd.
+#[map]
+pub static SOCK_SSL: LruHashMap<u64, u64> = LruHashMap::with_max_entries(65_536, 0);
+
 #[inline(always)]
 pub fn count_drop(reason: u32, n: u64) {
     if let Some(p) = DROPS.get_ptr_mut(reason) {

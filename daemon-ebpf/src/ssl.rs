@@ -1,6 +1,8 @@
 //! OpenSSL (and API-compatible BoringSSL/LibreSSL) plaintext: `SSL_write`, `SSL_read`
-//! and their `_ex` forms; GnuTLS's `gnutls_record_send`/`gnutls_record_recv`. Entry saves (ssl, buf) per thread; the syscall inside the call
-//! tells the fd (see `data`); the return probe copies what the call moved.
+//! and their `_ex` forms; GnuTLS's `gnutls_record_send`/`gnutls_record_recv`. Entry
+//! saves (ssl, buf) per thread; the syscall inside the call tells the fd (see `data`),
+//! or, for memory BIOs (Node.js), the handshake record the thread writes right after a
+//! call (`SSL_PENDING`); the return probe copies what the call moved.
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
     macros::{uprobe, uretprobe},
@@ -10,7 +12,7 @@ use qtap_common::{SslInfo, direction, source};
 
 use crate::{
     emit::{Meta, emit},
-    maps::{SSL_ARGS, SSL_FDS, SslArgs},
+    maps::{SSL_ARGS, SSL_FDS, SSL_PENDING, SslArgs},
     self_tgid,
 };
 
@@ -46,6 +48,20 @@ fn exit(ctx: &RetProbeContext) -> u32 {
         return 0;
     };
     let _ = SSL_ARGS.remove(&pid_tgid);
+    let tgid = (pid_tgid >> 32) as u32;
+    // A call that ends with its SSL* still not tied to a socket (no syscall inside:
+    // memory BIOs) hands it to the thread's next handshake write; any other call ends
+    // that wait, so a record written later for another connection cannot claim it.
+    // SAFETY: map value read.
+    let tied = match unsafe { SSL_FDS.get(&a.ssl) } {
+        Some(i) => i.tgid == tgid && i.fd >= 0,
+        None => false,
+    };
+    if tied {
+        let _ = SSL_PENDING.remove(&pid_tgid);
+    } else {
+        let _ = SSL_PENDING.insert(&pid_tgid, &a.ssl, 0);
+    }
     let r: u64 = ctx.ret();
     // int return value: only the low 32 bits are defined
     let r = r as u32 as i32;
@@ -63,7 +79,6 @@ fn exit(ctx: &RetProbeContext) -> u32 {
     if n == 0 {
         return 0;
     }
-    let tgid = (pid_tgid >> 32) as u32;
     let (fd, pos) = match SSL_FDS.get_ptr_mut(&a.ssl) {
         // SAFETY: map value pointer (see `data::exit` on races).
         Some(p) => unsafe {

@@ -98,7 +98,9 @@ pub fn scan_standard_dirs() -> Vec<LibFile> {
 }
 
 /// libssl files in the standard directories under `root` (`/`, or a container's root
-/// as `/proc/PID/root`), shown with their paths as seen under that root.
+/// as `/proc/PID/root`), shown with their paths as seen under that root. Files come
+/// before symbolic links, so a library reached under several names (`libssl.so` →
+/// `libssl.so.3`) is shown under its own, the name `/proc/PID/maps` gives it.
 pub fn scan_dirs_under(root: &Path) -> Vec<LibFile> {
     let mut out = Vec::new();
     for dir in STANDARD_DIRS {
@@ -110,13 +112,16 @@ pub fn scan_dirs_under(root: &Path) -> Vec<LibFile> {
             let Some(name) = name.to_str() else { continue };
             if is_tls_library_name(name) {
                 let shown = Path::new(dir).join(name).display().to_string();
+                let link = e.file_type().is_ok_and(|t| t.is_symlink());
                 if let Some(f) = lib_file(e.path(), shown) {
-                    out.push(f);
+                    out.push((link, f));
                 }
             }
         }
     }
-    out
+    // stable: the directory order stays within each kind
+    out.sort_by_key(|(link, _)| *link);
+    out.into_iter().map(|(_, f)| f).collect()
 }
 
 /// (device, inode) of the root directory of `pid` (of this process's root for `None`),
@@ -292,6 +297,25 @@ mod tests {
         assert_eq!(ino, md.ino());
         assert_ne!(dev, md.dev());
         assert_eq!(overlay_id(&md), (dev, ino), "stable");
+    }
+
+    #[test]
+    fn files_come_before_links_to_them() {
+        let dir = std::env::temp_dir().join(format!("qtap-libs-{}", std::process::id()));
+        let lib = dir.join("usr/lib");
+        std::fs::create_dir_all(&lib).unwrap();
+        std::fs::write(lib.join("libssl.so.3"), b"not really").unwrap();
+        std::os::unix::fs::symlink("libssl.so.3", lib.join("libssl.so")).unwrap();
+        std::os::unix::fs::symlink("libssl.so.3", lib.join("libssl.so.0")).unwrap();
+        let found = scan_dirs_under(&dir);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert_eq!(found[0].shown_path, "/usr/lib/libssl.so.3");
+        assert!(
+            found
+                .iter()
+                .all(|f| (f.dev, f.ino) == (found[0].dev, found[0].ino))
+        );
     }
 
     #[test]

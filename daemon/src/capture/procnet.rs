@@ -100,6 +100,23 @@ pub fn fd_socket_inode(proc_root: &Path, pid: u32, fd: i32) -> Option<u64> {
 
 /// Every (fd, entry) of `pid` that is a TCP socket not in LISTEN state.
 pub fn tcp_fds(proc_root: &Path, pid: u32, table: &HashMap<u64, TcpEntry>) -> Vec<(i32, TcpEntry)> {
+    tcp_fds_where(proc_root, pid, table, |t| t.state != 10)
+}
+
+/// The addresses `pid`'s listening TCP sockets are bound to.
+pub fn listening(proc_root: &Path, pid: u32, table: &HashMap<u64, TcpEntry>) -> Vec<SocketAddr> {
+    tcp_fds_where(proc_root, pid, table, |t| t.state == 10)
+        .into_iter()
+        .map(|(_, t)| t.local)
+        .collect()
+}
+
+fn tcp_fds_where(
+    proc_root: &Path,
+    pid: u32,
+    table: &HashMap<u64, TcpEntry>,
+    keep: impl Fn(&TcpEntry) -> bool,
+) -> Vec<(i32, TcpEntry)> {
     let mut out = Vec::new();
     let Ok(dir) = std::fs::read_dir(proc_root.join(pid.to_string()).join("fd")) else {
         return out;
@@ -115,7 +132,7 @@ pub fn tcp_fds(proc_root: &Path, pid: u32, table: &HashMap<u64, TcpEntry>) -> Ve
             continue;
         };
         if let Some(t) = table.get(&inode)
-            && t.state != 10
+            && keep(t)
         {
             out.push((fd, *t));
         }

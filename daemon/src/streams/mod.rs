@@ -289,6 +289,27 @@ impl Tracker {
         }
     }
 
+    /// The oldest remembered incoming tuple (local, remote) whose local address one of
+    /// `pid`'s listening sockets listens on; taken out of the remembered ones.
+    fn oldest_tuple_listened_by(&mut self, pid: u32) -> Option<(SocketAddr, SocketAddr)> {
+        let root = std::path::Path::new("/proc");
+        let table = crate::capture::procnet::tcp_table(root, pid);
+        let listeners = crate::capture::procnet::listening(root, pid, &table);
+        if listeners.is_empty() {
+            return None;
+        }
+        let hit = self.est_order.iter().find_map(|(outgoing, _, r)| {
+            let r = r.filter(|_| !*outgoing)?;
+            let l = (*self.est_by_remote.get(&r)?)?;
+            listeners
+                .iter()
+                .any(|x| x.port() == l.port() && (x.ip().is_unspecified() || x.ip() == l.ip()))
+                .then_some((l, r))
+        })?;
+        self.est_by_remote.remove(&hit.1);
+        Some(hit)
+    }
+
     pub fn handle(
         &mut self,
         rec: Record,
@@ -335,6 +356,34 @@ impl Tracker {
                 c.remote = remote;
                 c.local = local;
                 c.raw = [Reasm { expected: Some(0) }, Reasm { expected: Some(0) }];
+                if remote.is_none() {
+                    // accept(fd, NULL, NULL), as libuv (Node.js) calls it. /proc shows the
+                    // socket now behind `fd`; when the connection was closed already and
+                    // its fd number reused, that is a later connection, whose tuple is not
+                    // remembered yet. Such an answer gives way to the oldest tuple
+                    // established on a port this process listens on (a listener's queue
+                    // is accepted in order).
+                    self.fill_from_proc(key);
+                    let seen = self
+                        .conns
+                        .get(&key)
+                        .and_then(|c| Some((c.local?, c.remote?)));
+                    let tuple = match seen {
+                        Some((l, r)) if self.est_by_remote.get(&r) == Some(&Some(l)) => {
+                            self.est_by_remote.remove(&r);
+                            Some((l, r))
+                        }
+                        other => self.oldest_tuple_listened_by(pid).or(other),
+                    };
+                    if let Some(c) = self.conns.get_mut(&key) {
+                        // accepted: this side serves, whatever the listener does now
+                        c.direction = Some(Direction::Ingress);
+                        if let Some((l, r)) = tuple {
+                            c.local = Some(l);
+                            c.remote = Some(r);
+                        }
+                    }
+                }
             }
             Record::Established {
                 local,

@@ -166,6 +166,133 @@ fn egress_plaintext_exchange() {
     assert_eq!(closed.bytes_received, RESP.len() as u64);
 }
 
+/// accept(fd, NULL, NULL) (libuv, so Node.js) gives no peer address: the tracker reads
+/// both ends from /proc, here for a socket this test process really accepted.
+#[test]
+fn accept_without_address_takes_both_ends_from_proc() {
+    use std::os::fd::AsRawFd;
+    let me = std::process::id();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (served, peer) = listener.accept().unwrap();
+    let mut t = tracker();
+    let mut k = FakeKernel::default();
+    t.handle(
+        Record::Accept {
+            pid: me,
+            tid: me,
+            fd: served.as_raw_fd(),
+            ts_ns: 2,
+            remote: None,
+            comm: "t".into(),
+        },
+        &wall,
+        &mut k,
+    );
+    t.handle(
+        data(
+            me,
+            served.as_raw_fd(),
+            0,
+            Dir::Recv,
+            Source::Syscall,
+            0,
+            REQ,
+            3,
+        ),
+        &wall,
+        &mut k,
+    );
+    t.handle(
+        data(
+            me,
+            served.as_raw_fd(),
+            0,
+            Dir::Send,
+            Source::Syscall,
+            0,
+            RESP,
+            4,
+        ),
+        &wall,
+        &mut k,
+    );
+    let evs = t.drain();
+    let txs = transactions(&evs);
+    assert_eq!(txs.len(), 1, "{evs:#?}");
+    assert_eq!(txs[0].summary.direction, Direction::Ingress);
+    let net = &txs[0].transaction.network;
+    assert_eq!(net.local, listener.local_addr().unwrap().to_string());
+    assert_eq!(net.remote, peer.to_string());
+    assert_eq!(peer, client.local_addr().unwrap());
+}
+
+/// accept(fd, NULL, NULL) of a connection closed before the record is read: /proc no
+/// longer has it, the tuple remembered from its establishment on the process's listening
+/// port gives both ends.
+#[test]
+fn accept_without_address_of_a_closed_socket_takes_the_listeners_oldest_tuple() {
+    let me = std::process::id();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let at = listener.local_addr().unwrap();
+    let peer = {
+        let _client = std::net::TcpStream::connect(at).unwrap();
+        listener.accept().unwrap().1
+    };
+    // its fd number is closed (one far above any this process opens: tests running
+    // beside this one reuse freed numbers)
+    let fd = 1_000_000;
+    let mut t = tracker();
+    let mut k = FakeKernel::default();
+    let other: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+    for (local, remote, sk) in [
+        // another server's connection, established first: not ours
+        (Some("127.0.0.1:1".parse().unwrap()), Some(other), 7),
+        (Some(at), Some(peer), 8),
+    ] {
+        t.handle(
+            Record::Established {
+                local,
+                remote,
+                sk,
+                outgoing: false,
+                ts_ns: 1,
+            },
+            &wall,
+            &mut k,
+        );
+    }
+    t.handle(
+        Record::Accept {
+            pid: me,
+            tid: me,
+            fd,
+            ts_ns: 2,
+            remote: None,
+            comm: "t".into(),
+        },
+        &wall,
+        &mut k,
+    );
+    t.handle(
+        data(me, fd, 0, Dir::Recv, Source::Syscall, 0, REQ, 3),
+        &wall,
+        &mut k,
+    );
+    t.handle(
+        data(me, fd, 0, Dir::Send, Source::Syscall, 0, RESP, 4),
+        &wall,
+        &mut k,
+    );
+    let evs = t.drain();
+    let txs = transactions(&evs);
+    assert_eq!(txs.len(), 1, "{evs:#?}");
+    assert_eq!(txs[0].summary.direction, Direction::Ingress);
+    let net = &txs[0].transaction.network;
+    assert_eq!(net.local, at.to_string());
+    assert_eq!(net.remote, peer.to_string());
+}
+
 #[test]
 fn ingress_and_gap_is_reported() {
     let me = std::process::id();
