@@ -462,3 +462,141 @@ fn tls_node_parallel_connections_each_on_its_own_socket() {
         }
     }
 }
+
+/// Builds fixtures/vendortls: `libvendortls.so` (OpenSSL from Debian's libssl.a linked in,
+/// hidden from its dynamic symbols) and `vclient`, which uses it. Returns the directory.
+fn build_vendortls() -> tempdir::Dir {
+    let dir = tempdir::Dir::new("vendortls");
+    let src = fixtures().join("vendortls");
+    let gcc = |args: &[&str]| {
+        let out = Command::new("gcc")
+            .current_dir(&dir.0)
+            .args(args)
+            .output()
+            .expect("gcc (build-essential, .ci/setup)");
+        assert!(
+            out.status.success(),
+            "gcc {args:?} failed (libssl-dev's libssl.a is installed by .ci/setup): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let lib_src = src.join("vendortls.c");
+    let main_src = src.join("main.c");
+    gcc(&[
+        "-shared",
+        "-fPIC",
+        "-O1",
+        "-o",
+        "libvendortls.so",
+        lib_src.to_str().unwrap(),
+        "-Wl,--exclude-libs,ALL",
+        "-Wl,-Bstatic",
+        "-lssl",
+        "-lcrypto",
+        "-Wl,-Bdynamic",
+        "-lpthread",
+    ]);
+    gcc(&[
+        "-o",
+        "vclient",
+        main_src.to_str().unwrap(),
+        "-L.",
+        "-lvendortls",
+        "-Wl,-rpath,$ORIGIN",
+    ]);
+    dir
+}
+
+/// A client waiting for a line on stdin before its request; returns it and its pid.
+fn vclient(
+    dir: &Path,
+    port: u16,
+    tok: &str,
+    body: &str,
+) -> (Proc, BufReader<std::process::ChildStdout>) {
+    let mut child = Command::new(dir.join("vclient"))
+        .args([&port.to_string(), &format!("Bearer {tok}"), body])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("vclient");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    (Proc(child), out)
+}
+
+fn go_and_read(p: &mut Proc, mut out: BufReader<std::process::ChildStdout>) -> String {
+    use std::io::{Read, Write};
+    p.0.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let mut s = String::new();
+    out.read_to_string(&mut s).unwrap();
+    assert!(p.0.wait().unwrap().success(), "vclient failed: {s}");
+    s
+}
+
+/// OpenSSL inside a library that is not called libssl (a vendor SDK that links it in and
+/// hides its symbols from the dynamic table): found by the symbols of every mapped file,
+/// for a process running before the capture and one started during it.
+#[test]
+fn tls_openssl_inside_a_vendor_library() {
+    let c = certs();
+    let dir = build_vendortls();
+    let lib = dir.0.join("libvendortls.so");
+    let nm = Command::new("nm").arg("-D").arg(&lib).output().expect("nm");
+    assert!(
+        !String::from_utf8_lossy(&nm.stdout).contains("SSL_read"),
+        "the fixture must hide OpenSSL from the dynamic symbols"
+    );
+    let (_server, port) = python_server(Some(&c));
+    let tok1 = token("vendor-before");
+    let body1 = format!("vendor body {tok1}");
+    let (mut before, out1) = vclient(&dir.0, port, &tok1, &body1);
+    let trace = Trace::start(&[]);
+    let ps = probes(&trace);
+    let shown = lib.canonicalize().unwrap().display().to_string();
+    assert!(
+        ps.iter().any(|p| p["library"] == "openssl"
+            && p["path"] == shown.as_str()
+            && p["status"].as_str().unwrap_or("").starts_with("attached")),
+        "system.connected must list {shown} as an attached openssl: {ps:#?}"
+    );
+    let resp = go_and_read(&mut before, out1);
+    assert!(
+        resp.ends_with(&format!("got {} bytes", body1.len())),
+        "{resp}"
+    );
+    let eg = trace.transaction("egress", &tok1);
+    assert_exchange(
+        &eg,
+        "POST",
+        "/upload",
+        200,
+        &format!("got {} bytes", body1.len()),
+    );
+    assert_request_body(&eg, &body1);
+    assert_eq!(eg["summary"]["process"]["pid"], before.0.id());
+    assert_tls(&trace, &eg, "openssl", Some("localhost"));
+
+    // started while the capture runs: attached within a second of its exec
+    let tok2 = token("vendor-after");
+    let body2 = format!("second {tok2}");
+    let (mut after, out2) = vclient(&dir.0, port, &tok2, &body2);
+    std::thread::sleep(Duration::from_millis(1500));
+    let resp = go_and_read(&mut after, out2);
+    assert!(
+        resp.ends_with(&format!("got {} bytes", body2.len())),
+        "{resp}"
+    );
+    let eg = trace.transaction("egress", &tok2);
+    assert_exchange(
+        &eg,
+        "POST",
+        "/upload",
+        200,
+        &format!("got {} bytes", body2.len()),
+    );
+    assert_request_body(&eg, &body2);
+    assert_tls(&trace, &eg, "openssl", Some("localhost"));
+}

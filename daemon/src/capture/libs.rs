@@ -1,6 +1,8 @@
-//! Finding the TLS libraries to probe: every distinct libssl file on the host's standard
-//! library paths and mapped by any process (a container's own copy is reached through
-//! `/proc/PID/root`). Files are told apart by (device, inode), so each is probed once.
+//! Finding the TLS libraries to probe: every distinct libssl/libgnutls file on the host's
+//! standard library paths, and every file any process maps executable (its own libssl, a
+//! library with OpenSSL or BoringSSL linked in, a container's copy reached through
+//! `/proc/PID/root`), whose symbols say whether it carries a TLS API. Files are told
+//! apart by (device, inode), so each is looked at and probed once.
 use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -135,33 +137,37 @@ pub fn root_id(proc_root: &Path, pid: Option<u32>) -> Option<(u64, u64)> {
     Some((md.dev(), md.ino()))
 }
 
-/// Paths of libssl files in a `/proc/PID/maps` text.
-pub fn tls_library_paths_in_maps(maps: &str) -> Vec<String> {
+/// Paths of the files a `/proc/PID/maps` text maps executable: every shared object (and
+/// the executable), each once. Any of them may carry a TLS library's API — libssl and
+/// libgnutls, but also an OpenSSL or BoringSSL linked into another library — so the
+/// caller looks at each file's symbols once (per inode), not at its name.
+pub fn code_paths_in_maps(maps: &str) -> Vec<String> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for line in maps.lines() {
         // address perms offset dev inode path
-        let Some(path) = line.splitn(6, ' ').nth(5).map(str::trim) else {
+        let mut f = line.splitn(6, ' ');
+        let perms = f.nth(1).unwrap_or("");
+        let Some(path) = f.nth(3).map(str::trim) else {
             continue;
         };
-        if !path.starts_with('/') || path.ends_with(" (deleted)") {
+        if !perms.contains('x') || !path.starts_with('/') || path.ends_with(" (deleted)") {
             continue;
         }
-        let name = path.rsplit('/').next().unwrap_or("");
-        if is_tls_library_name(name) && seen.insert(path.to_string()) {
+        if seen.insert(path.to_string()) {
             out.push(path.to_string());
         }
     }
     out
 }
 
-/// libssl files mapped by `pid`, opened through its root.
+/// The files `pid` maps executable (see `code_paths_in_maps`), opened through its root.
 pub fn scan_pid(proc_root: &Path, pid: u32) -> Vec<LibFile> {
     let base = proc_root.join(pid.to_string());
     let Ok(maps) = std::fs::read_to_string(base.join("maps")) else {
         return Vec::new();
     };
-    tls_library_paths_in_maps(&maps)
+    code_paths_in_maps(&maps)
         .into_iter()
         .filter_map(|p| lib_file(base.join("root").join(p.trim_start_matches('/')), p))
         .collect()
@@ -326,8 +332,12 @@ mod tests {
 7f30-7f40 r-xp 00000000 00:00 0 [heap]\n\
 7f40-7f50 r-xp 00000000 08:01 125 /opt/app/lib/libssl.so.1.1 (deleted)\n";
         assert_eq!(
-            tls_library_paths_in_maps(maps),
-            vec!["/usr/lib/x86_64-linux-gnu/libssl.so.3".to_string()]
+            code_paths_in_maps(maps),
+            vec![
+                "/usr/lib/x86_64-linux-gnu/libssl.so.3".to_string(),
+                "/usr/lib/x86_64-linux-gnu/libcrypto.so.3".to_string()
+            ],
+            "executable mappings of files, each once; not data-only, anonymous or deleted ones"
         );
     }
 }

@@ -570,11 +570,7 @@ impl Capture {
                 out.extend(self.attach_lib(&l));
             }
         }
-        out.extend(
-            libs::scan_pid(&self.cfg.proc_root, pid)
-                .iter()
-                .flat_map(|l| self.attach_lib(l)),
-        );
+        // the executable first: it is also looked at for Go's crypto/tls
         if let Some(exe) = libs::exe_of(&self.cfg.proc_root, pid) {
             let key = (exe.dev, exe.ino);
             if !self.attached_libs.contains(&key) && self.checked_exes.insert(key) {
@@ -582,6 +578,12 @@ impl Capture {
                 out.extend(self.attach_go(&exe));
             }
         }
+        // then every library it maps, whatever its name (each file once)
+        out.extend(
+            libs::scan_pid(&self.cfg.proc_root, pid)
+                .iter()
+                .flat_map(|l| self.attach_lib(l)),
+        );
         out
     }
 
