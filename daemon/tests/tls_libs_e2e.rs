@@ -507,6 +507,32 @@ fn build_vendortls() -> tempdir::Dir {
     dir
 }
 
+/// Builds the same client against BoringSSL (Debian's android-libboringssl-dev: Google's
+/// fork of OpenSSL, as Android's SDK ships it): `dir/vclient` linked to its libssl.so.0.
+fn build_boringssl_client() -> tempdir::Dir {
+    let dir = tempdir::Dir::new("boringssl");
+    let src = fixtures().join("vendortls");
+    let out = Command::new("gcc")
+        .current_dir(&dir.0)
+        .args(["-O1", "-I/usr/include/android", "-o", "vclient"])
+        .arg(src.join("main.c"))
+        .arg(src.join("vendortls.c"))
+        .args([
+            "-L/usr/lib/x86_64-linux-gnu/android",
+            "-lssl",
+            "-lcrypto",
+            "-Wl,-rpath,/usr/lib/x86_64-linux-gnu/android",
+        ])
+        .output()
+        .expect("gcc (build-essential, .ci/setup)");
+    assert!(
+        out.status.success(),
+        "building the BoringSSL client failed (android-libboringssl-dev is installed by .ci/setup): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir
+}
+
 /// A client waiting for a line on stdin before its request; returns it and its pid.
 fn vclient(
     dir: &Path,
@@ -598,5 +624,46 @@ fn tls_openssl_inside_a_vendor_library() {
         &format!("got {} bytes", body2.len()),
     );
     assert_request_body(&eg, &body2);
+    assert_tls(&trace, &eg, "openssl", Some("localhost"));
+}
+
+/// BoringSSL (the same SSL_read/SSL_write API as OpenSSL, no `_ex` variants): a client
+/// linked to Debian's android libssl.so.0, running before the capture starts.
+#[test]
+fn tls_boringssl_client() {
+    let c = certs();
+    let dir = build_boringssl_client();
+    let libs = ldd(&dir.0.join("vclient"), None);
+    assert!(
+        libs.contains("/usr/lib/x86_64-linux-gnu/android/libssl.so.0"),
+        "the client must use BoringSSL: {libs}"
+    );
+    let (_server, port) = python_server(Some(&c));
+    let tok = token("boringssl");
+    let body = format!("boring body {tok}");
+    let (mut client, out) = vclient(&dir.0, port, &tok, &body);
+    let trace = Trace::start(&[]);
+    let ps = probes(&trace);
+    assert!(
+        ps.iter().any(|p| p["library"] == "openssl"
+            && p["path"] == "/usr/lib/x86_64-linux-gnu/android/libssl.so.0"
+            && p["status"].as_str().unwrap_or("").starts_with("attached")),
+        "system.connected must list BoringSSL's libssl.so.0 as attached: {ps:#?}"
+    );
+    let resp = go_and_read(&mut client, out);
+    assert!(
+        resp.ends_with(&format!("got {} bytes", body.len())),
+        "{resp}"
+    );
+    let eg = trace.transaction("egress", &tok);
+    assert_exchange(
+        &eg,
+        "POST",
+        "/upload",
+        200,
+        &format!("got {} bytes", body.len()),
+    );
+    assert_request_body(&eg, &body);
+    assert_eq!(eg["summary"]["process"]["pid"], client.0.id());
     assert_tls(&trace, &eg, "openssl", Some("localhost"));
 }

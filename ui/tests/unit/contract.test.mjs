@@ -17,13 +17,17 @@ function parseStructs(src) {
   while ((m = re.exec(src))) {
     const fields = [];
     let flatten = false;
+    // a field serde may leave out (`skip_serializing_if`, e.g. a `bool` shown only when true)
+    let skippable = false;
     for (const line of m[2].split('\n')) {
       const t = line.trim();
       if (t.startsWith('#[serde(flatten)]')) flatten = true;
+      if (t.startsWith('#[serde(') && t.includes('skip_serializing_if')) skippable = true;
       const f = /^pub (\w+): (.+),$/.exec(t);
       if (f) {
-        fields.push({ name: f[1], type: f[2], optional: f[2].startsWith('Option<'), flatten });
+        fields.push({ name: f[1], type: f[2], optional: f[2].startsWith('Option<') || skippable, flatten });
         flatten = false;
+        skippable = false;
       }
     }
     structs[m[1]] = fields;
