@@ -283,18 +283,12 @@ fn run(
         }
         let now = Instant::now();
         tracker.java_tick(now, Timestamp::now());
-        let due: Vec<Instant> = java_checks.range(..=now).map(|(k, _)| *k).collect();
-        for k in due {
-            for pid in java_checks.remove(&k).unwrap_or_default() {
-                java.consider(pid);
-            }
+        for pid in take_due(&mut java_checks, now) {
+            java.consider(pid);
         }
         add_probes(&probes, java.take_statuses());
-        let due: Vec<Instant> = scans.range(..=now).map(|(k, _)| *k).collect();
-        for k in due {
-            for pid in scans.remove(&k).unwrap_or_default() {
-                add_probes(&probes, cap.attach_libs_of(pid));
-            }
+        for pid in take_due(&mut scans, now) {
+            add_probes(&probes, cap.attach_libs_of(pid));
         }
         if now.duration_since(last_tick) >= Duration::from_secs(1) {
             last_tick = now;
@@ -362,6 +356,14 @@ impl crate::hub::ProbeControl for Engine {
             ..configured
         }
     }
+}
+
+/// The pids whose time in `timers` has come (at or before `now`), taken out in time order.
+fn take_due(timers: &mut BTreeMap<Instant, Vec<u32>>, now: Instant) -> Vec<u32> {
+    let due: Vec<Instant> = timers.range(..=now).map(|(k, _)| *k).collect();
+    due.iter()
+        .flat_map(|k| timers.remove(k).unwrap_or_default())
+        .collect()
 }
 
 fn emit(sink: &mut Sink, events: Vec<Event>) {

@@ -44,21 +44,13 @@ fn assert_library(trace: &Trace, tx: &Value, library: &str) -> Value {
 
 /// Starts the Go HTTPS server; returns it and its port.
 fn go_server(exe: &Path, c: &Certs) -> (Proc, u16) {
-    let mut child = Command::new(exe)
+    let child = Command::new(exe)
         .arg(&c.cert)
         .arg(&c.key)
         .stdout(Stdio::piped())
         .spawn()
         .expect("go server");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("go server printed {line:?}"));
-    (Proc(child), port)
+    port_line(child, "go server")
 }
 
 #[test]
@@ -207,22 +199,14 @@ fn go_to_go_post_of_300_kib_both_sides() {
 
 /// Starts `fixtures/go/h2.go` as an HTTPS server (HTTP/2 by ALPN); returns it and its port.
 fn go_h2_server(exe: &Path, c: &Certs) -> (Proc, u16) {
-    let mut child = Command::new(exe)
+    let child = Command::new(exe)
         .arg("server")
         .arg(&c.cert)
         .arg(&c.key)
         .stdout(Stdio::piped())
         .spawn()
         .expect("go h2 server");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("go h2 server printed {line:?}"));
-    (Proc(child), port)
+    port_line(child, "go h2 server")
 }
 
 fn header<'a>(headers: &'a Value, name: &str) -> Option<&'a str> {

@@ -97,7 +97,7 @@ fn java_server(extra: &[&str], nobody: bool) -> (Proc, u16) {
     } else {
         Command::new("java")
     };
-    let mut child = cmd
+    let child = cmd
         .args(extra)
         .arg("-cp")
         .arg(dir)
@@ -108,15 +108,7 @@ fn java_server(extra: &[&str], nobody: bool) -> (Proc, u16) {
         .stderr(Stdio::null())
         .spawn()
         .expect("java");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("Server printed {line:?}"));
-    (Proc(child), port)
+    port_line(child, "Server")
 }
 
 /// A client JVM waiting for requests on its stdin ("TOKEN BODY" per line).

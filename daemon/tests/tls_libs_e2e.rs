@@ -136,7 +136,7 @@ fn debian_node() -> Node {
 
 /// Starts fixtures/server.js with `node`; returns it and its port.
 fn node_server(node: &Node, c: &Certs) -> (Proc, u16) {
-    let mut child = node
+    let child = node
         .cmd()
         .arg(fixtures().join("server.js"))
         .arg(&c.cert)
@@ -144,15 +144,7 @@ fn node_server(node: &Node, c: &Certs) -> (Proc, u16) {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", node.exe.display()));
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("server.js printed {line:?}"));
-    (Proc(child), port)
+    port_line(child, "server.js")
 }
 
 /// The libssl files `pid` maps.

@@ -134,6 +134,20 @@ impl Drop for Proc {
     }
 }
 
+/// A started server that prints its port on its first stdout line (`what` names it in
+/// the failure): the process and that port.
+pub fn port_line(mut child: Child, what: &str) -> (Proc, u16) {
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout piped"))
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{what} printed {line:?}"));
+    (Proc(child), port)
+}
+
 /// Starts fixtures/server.py (TLS when `tls`), returns it and its port.
 pub fn python_server(tls: Option<&Certs>) -> (Proc, u16) {
     let mut cmd = Command::new("python3");
@@ -141,16 +155,8 @@ pub fn python_server(tls: Option<&Certs>) -> (Proc, u16) {
     if let Some(c) = tls {
         cmd.arg("--tls").arg(&c.cert).arg(&c.key);
     }
-    let mut child = cmd.stdout(Stdio::piped()).spawn().expect("python3");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("server.py printed {line:?}"));
-    (Proc(child), port)
+    let child = cmd.stdout(Stdio::piped()).spawn().expect("python3");
+    port_line(child, "server.py")
 }
 
 pub struct Certs {
