@@ -10,6 +10,12 @@ use qtap::hub::{Hub, HubConfig, ProbeControl};
 use qtap::logging::Sink;
 use qtap::server::{self, listen};
 use std::process::ExitCode;
+
+/// mimalloc: the capture path allocates and frees many small, short-lived objects
+/// (parsed headers, event strings) across two threads; glibc's malloc spent ~40 % of the
+/// daemon's CPU on them at saturation (docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::sync::Arc;
 use std::time::Duration;
 
