@@ -53,6 +53,10 @@ fn learn_ssl_fd(pid_tgid: u64, fd: i32) -> bool {
     let Some(args) = (unsafe { SSL_ARGS.get(&pid_tgid) }).copied() else {
         return false;
     };
+    if args.ssl == 0 {
+        // no TLS library call in flight on this thread (the entry is a consumed one)
+        return false;
+    }
     let tgid = (pid_tgid >> 32) as u32;
     match SSL_FDS.get_ptr_mut(&args.ssl) {
         // SAFETY: map value pointer.
@@ -222,18 +226,29 @@ fn enter(ctx: &TracePointContext, dir: u8, shape: Shape) -> u32 {
         }
         Shape::Unseen => a.iovcnt = u64::MAX - 1,
     }
-    let _ = DATA_ARGS.insert(&pid_tgid, &a, 0);
+    match DATA_ARGS.get_ptr_mut(&pid_tgid) {
+        // SAFETY: this thread's own entry (see `DATA_ARGS`).
+        Some(p) => unsafe { *p = a },
+        None => {
+            let _ = DATA_ARGS.insert(&pid_tgid, &a, 0);
+        }
+    }
     0
 }
 
 #[inline(always)]
 fn exit(ctx: &TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
-    // SAFETY: map value copied out.
-    let Some(a) = (unsafe { DATA_ARGS.get(&pid_tgid) }).copied() else {
+    let Some(p) = DATA_ARGS.get_ptr_mut(&pid_tgid) else {
         return 0;
     };
-    let _ = DATA_ARGS.remove(&pid_tgid);
+    // SAFETY: this thread's own entry (see `DATA_ARGS`); copied, then marked consumed.
+    let a = unsafe { *p };
+    if a.fd < 0 {
+        return 0;
+    }
+    // SAFETY: as above.
+    unsafe { (*p).fd = -1 };
     let n = ret(ctx);
     if n <= 0 {
         return 0;

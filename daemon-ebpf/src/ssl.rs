@@ -36,29 +36,46 @@ fn enter(ctx: &ProbeContext, dir: u8, ex: bool, src: u8) -> u32 {
         source: src,
         _pad: [0; 6],
     };
-    let _ = SSL_ARGS.insert(&pid_tgid, &a, 0);
+    match SSL_ARGS.get_ptr_mut(&pid_tgid) {
+        // SAFETY: this thread's own entry (see `SSL_ARGS`); only this thread's
+        // programs use it, and a thread runs on one CPU at a time.
+        Some(p) => unsafe { *p = a },
+        None => {
+            let _ = SSL_ARGS.insert(&pid_tgid, &a, 0);
+        }
+    }
     0
 }
 
 #[inline(always)]
 fn exit(ctx: &RetProbeContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
-    // SAFETY: map value copied out.
-    let Some(a) = (unsafe { SSL_ARGS.get(&pid_tgid) }).copied() else {
+    let Some(p) = SSL_ARGS.get_ptr_mut(&pid_tgid) else {
         return 0;
     };
-    let _ = SSL_ARGS.remove(&pid_tgid);
+    // SAFETY: this thread's own entry (see `enter`); copied, then marked consumed.
+    let a = unsafe { *p };
+    if a.ssl == 0 {
+        return 0;
+    }
+    // SAFETY: as above.
+    unsafe { (*p).ssl = 0 };
     let tgid = (pid_tgid >> 32) as u32;
+    let info = SSL_FDS.get_ptr_mut(&a.ssl);
     // A call that ends with its SSL* still not tied to a socket (no syscall inside:
     // memory BIOs) hands it to the thread's next handshake write; any other call ends
     // that wait, so a record written later for another connection cannot claim it.
-    // SAFETY: map value read.
-    let tied = match unsafe { SSL_FDS.get(&a.ssl) } {
-        Some(i) => i.tgid == tgid && i.fd >= 0,
+    let tied = match info {
+        // SAFETY: map value pointer.
+        Some(i) => unsafe { (*i).tgid == tgid && (*i).fd >= 0 },
         None => false,
     };
     if tied {
-        let _ = SSL_PENDING.remove(&pid_tgid);
+        // a lookup takes no lock; the delete only when there is something to delete
+        // SAFETY: map value read.
+        if unsafe { SSL_PENDING.get(&pid_tgid) }.is_some() {
+            let _ = SSL_PENDING.remove(&pid_tgid);
+        }
     } else {
         let _ = SSL_PENDING.insert(&pid_tgid, &a.ssl, 0);
     }
@@ -79,7 +96,7 @@ fn exit(ctx: &RetProbeContext) -> u32 {
     if n == 0 {
         return 0;
     }
-    let (fd, pos) = match SSL_FDS.get_ptr_mut(&a.ssl) {
+    let (fd, pos) = match info {
         // SAFETY: map value pointer (see `data::exit` on races).
         Some(p) => unsafe {
             if (*p).tgid != tgid {
