@@ -189,10 +189,22 @@ fn accept_enter(ctx: &TracePointContext) -> u32 {
 fn accept_exit(ctx: &TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     // SAFETY: map value copied out.
-    let Some(a) = (unsafe { ACCEPT_ARGS.get(&pid_tgid) }).copied() else {
-        return 0;
+    let a = match unsafe { ACCEPT_ARGS.get(&pid_tgid) }.copied() {
+        Some(a) => {
+            let _ = ACCEPT_ARGS.remove(&pid_tgid);
+            a
+        }
+        None => {
+            // The call began before the probes attached: a server blocked in accept()
+            // while nobody watched. Its sockaddr is unknown, so the record goes out as
+            // for accept(fd, NULL, NULL): user space reads the tuple from /proc and
+            // forgets the socket when it is not TCP (a unix socket's HTTP is not ours).
+            if (pid_tgid >> 32) as u32 == self_tgid() {
+                return 0;
+            }
+            AcceptArgs { sockaddr: 0 }
+        }
     };
-    let _ = ACCEPT_ARGS.remove(&pid_tgid);
     let fd = ret(ctx);
     if fd < 0 {
         return 0;

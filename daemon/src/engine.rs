@@ -223,7 +223,7 @@ fn run(
                         // are mapped by the loader a little later
                         add_probes(&probes, cap.attach_libs_of(pid));
                         let t = Instant::now();
-                        for d in [30, 250, 900] {
+                        for d in [10, 30, 250, 900] {
                             scans
                                 .entry(t + Duration::from_millis(d))
                                 .or_default()

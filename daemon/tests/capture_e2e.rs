@@ -338,3 +338,36 @@ fn ipv6_loopback_both_sides() {
     );
     assert_exchange(&ing, "GET", "/hello", 200, "hello from python");
 }
+
+/// A server that was blocked in accept(2) when the probes attached (the syscall's entry
+/// was never seen): its next connection is captured all the same, on the server's side
+/// with its address from /proc.
+#[test]
+fn server_blocked_in_accept_before_the_trace_keeps_its_next_connection() {
+    let child = Command::new("python3")
+        .arg(fixtures().join("blocking_server.py"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let (server, port) = port_line(child, "blocking_server.py");
+    // the server is now inside accept(); attach while it waits there
+    std::thread::sleep(Duration::from_millis(200));
+    let trace = Trace::start(&[]);
+    let tok = token("blocked-accept");
+    let (_, out) = run(Command::new("curl").args([
+        "-sS",
+        &format!("http://127.0.0.1:{port}/first"),
+        "-H",
+        &format!("Authorization: Bearer {tok}"),
+    ]));
+    assert_eq!(out, "hello from a blocking accept");
+    let ing = trace.transaction("ingress", &tok);
+    assert_exchange(&ing, "GET", "/first", 200, "hello from a blocking accept");
+    assert_eq!(ing["summary"]["process"]["pid"], server.0.id());
+    assert_eq!(
+        ing["transaction"]["network"]["local"],
+        format!("127.0.0.1:{port}")
+    );
+    let remote = ing["transaction"]["network"]["remote"].as_str().unwrap_or("");
+    assert!(remote.starts_with("127.0.0.1:"), "{ing:#}");
+}

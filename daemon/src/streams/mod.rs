@@ -141,6 +141,11 @@ pub struct Tracker {
     out: Vec<Event>,
     lost_stream_bytes: u64,
     java: java::JavaState,
+    /// Sockets accepted without a known address that /proc showed are not TCP (a unix
+    /// socket accepted by a call that began before the probes attached): their bytes
+    /// already in the ring are dropped. Forgotten when the fd is reused or the process
+    /// ends.
+    not_tcp: HashSet<ConnKey>,
 }
 
 impl Tracker {
@@ -161,6 +166,7 @@ impl Tracker {
             out: Vec::new(),
             lost_stream_bytes: 0,
             java: java::JavaState::default(),
+            not_tcp: HashSet::new(),
         }
     }
 
@@ -328,6 +334,7 @@ impl Tracker {
             } => {
                 let ts = wall(ts_ns);
                 let key = ConnKey::Fd(pid, fd);
+                self.not_tcp.remove(&key);
                 self.close_key(key, ts, None);
                 let pending = self.est_by_sk.remove(&sk);
                 let c = self.new_conn(key, pid, fd, ts);
@@ -349,7 +356,13 @@ impl Tracker {
             } => {
                 let ts = wall(ts_ns);
                 let key = ConnKey::Fd(pid, fd);
+                self.not_tcp.remove(&key);
                 self.close_key(key, ts, None);
+                if remote.is_none() && self.socket_is_not_tcp(pid, fd) {
+                    k.set_sock_state(pid, fd, None);
+                    self.not_tcp.insert(key);
+                    return;
+                }
                 let local = remote.and_then(|r| self.est_by_remote.remove(&r)).flatten();
                 let c = self.new_conn(key, pid, fd, ts);
                 c.direction = Some(Direction::Ingress);
@@ -466,6 +479,7 @@ impl Tracker {
                     self.close_key(key, ts, None);
                 }
                 self.ssl_to_fd.retain(|(p, _), _| *p != pid);
+                self.not_tcp.retain(|k| !matches!(k, ConnKey::Fd(p, _) if *p == pid));
                 self.java_exit(pid);
                 let _ = self.procs.exit(pid, &comm);
                 if self.announced.remove(&pid) {
@@ -526,6 +540,9 @@ impl Tracker {
         ts: Timestamp,
         k: &mut dyn KernelControl,
     ) {
+        if self.not_tcp.contains(&key) {
+            return;
+        }
         if !self.conns.contains_key(&key) {
             let fd_for = if let ConnKey::Fd(_, f) = key { f } else { -1 };
             self.new_conn(key, pid, fd_for, ts);
@@ -606,6 +623,14 @@ impl Tracker {
 
     /// Addresses and direction of a socket first seen through its data (open before
     /// attach, or its connect record was lost).
+    /// `fd` of `pid` is a socket that /proc's TCP tables do not list (unix, UDP, ...).
+    /// False when unsure (the fd is gone or not a socket).
+    fn socket_is_not_tcp(&self, pid: u32, fd: i32) -> bool {
+        let root = std::path::Path::new("/proc");
+        crate::capture::procnet::fd_socket_inode(root, pid, fd)
+            .is_some_and(|ino| !crate::capture::procnet::tcp_table(root, pid).contains_key(&ino))
+    }
+
     fn fill_from_proc(&mut self, key: ConnKey) {
         let ConnKey::Fd(pid, fd) = key else { return };
         let root = std::path::Path::new("/proc");

@@ -630,3 +630,72 @@ fn go_tls_plaintext_from_two_processes_at_one_heap_address() {
             .contains(&(me, 6, Some(qtap_common::sock_state::MUTE)))
     );
 }
+
+/// accept() that began before the probes attached reaches user space without an
+/// address, like accept(fd, NULL, NULL): when /proc shows a unix socket behind the fd,
+/// it is forgotten (in the kernel too) and its bytes make no transaction.
+#[test]
+fn an_accepted_unix_socket_without_address_is_dropped() {
+    use std::os::fd::AsRawFd as _;
+    let me = std::process::id();
+    let dir = std::env::temp_dir().join(format!("qtap-unix-accept-{me}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("s");
+    let l = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let _c = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    let (srv, _) = l.accept().unwrap();
+    let fd = srv.as_raw_fd();
+    let mut t = tracker();
+    let mut k = FakeKernel::default();
+    t.handle(
+        Record::Accept {
+            pid: me,
+            tid: me,
+            fd,
+            ts_ns: 10,
+            remote: None,
+            comm: "t".into(),
+        },
+        &wall,
+        &mut k,
+    );
+    t.handle(data(me, fd, 0, Dir::Recv, Source::Syscall, 0, REQ, 20), &wall, &mut k);
+    t.handle(data(me, fd, 0, Dir::Send, Source::Syscall, 0, RESP, 30), &wall, &mut k);
+    let evs = t.drain();
+    assert!(transactions(&evs).is_empty(), "{evs:#?}");
+    assert!(
+        !evs.iter().any(|e| matches!(e, Event::ConnectionOpened(_))),
+        "{evs:#?}"
+    );
+    assert_eq!(k.calls, vec![(me, fd, None)]);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // a TCP socket accepted the same way is kept
+    let tl = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let _tc = std::net::TcpStream::connect(tl.local_addr().unwrap()).unwrap();
+    let (ts, _) = tl.accept().unwrap();
+    let tfd = ts.as_raw_fd();
+    t.handle(
+        Record::Accept {
+            pid: me,
+            tid: me,
+            fd: tfd,
+            ts_ns: 40,
+            remote: None,
+            comm: "t".into(),
+        },
+        &wall,
+        &mut k,
+    );
+    t.handle(data(me, tfd, 0, Dir::Recv, Source::Syscall, 0, REQ, 50), &wall, &mut k);
+    t.handle(data(me, tfd, 0, Dir::Send, Source::Syscall, 0, RESP, 60), &wall, &mut k);
+    let evs = t.drain();
+    let txs = transactions(&evs);
+    assert_eq!(txs.len(), 1, "{evs:#?}");
+    assert_eq!(txs[0].summary.direction, crate::events::Direction::Ingress);
+    assert_eq!(
+        txs[0].transaction.network.local,
+        tl.local_addr().unwrap().to_string()
+    );
+}
