@@ -52,7 +52,7 @@ fn named_container_over_plaintext_and_tls() {
         let cid = std::fs::read_to_string(&cidfile).unwrap();
         let tx = trace.egress(&tok);
         let s = &tx["summary"];
-        assert_container(&s["container"], "payment-worker", IMAGE, &tx);
+        assert_container(&s["container"], &ctr.name, IMAGE, &tx);
         assert_eq!(s["container"]["id"], cid.trim(), "{tx:#}");
         assert_eq!(s["tls"], scheme == "https", "{tx:#}");
         assert_eq!(
@@ -96,10 +96,11 @@ fn two_containers_each_attributed_and_their_libssl_listed() {
         ("qtap-e2e-billing", billing_img),
     ] {
         let ctr = Ctr::named(HOST_SOCKET, name);
-        let tok = token(name);
+        let name = ctr.name.clone();
+        let tok = token(&name);
         // one request, then stay up (for the second trace below)
         sh(docker(HOST_SOCKET)
-            .args(["run", "-d", "--name", name, "--network", "host", img])
+            .args(["run", "-d", "--name", &name, "--network", "host", img])
             .args(["dash", "-c"])
             .arg(format!(
                 "curl -sSk --http1.1 -H 'Authorization: Bearer {tok}' https://127.0.0.1:{port}/json; exec sleep 300"

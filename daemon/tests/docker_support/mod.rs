@@ -140,11 +140,14 @@ pub struct Ctr {
 
 impl Ctr {
     /// Removes any leftover container of that name, then names the new one.
+    /// A container named `name-<this test process's pid>` (so two checkouts testing
+    /// on one host at once do not take each other's names), removed first if it exists.
     pub fn named(socket: &str, name: &str) -> Ctr {
-        let _ = docker(socket).args(["rm", "-f", name]).output();
+        let name = format!("{name}-{}", std::process::id());
+        let _ = docker(socket).args(["rm", "-f", &name]).output();
         Ctr {
             socket: socket.to_string(),
-            name: name.to_string(),
+            name,
         }
     }
 }
