@@ -638,6 +638,25 @@ fn go_tls_plaintext_from_two_processes_at_one_heap_address() {
 fn an_accepted_unix_socket_without_address_is_dropped() {
     use std::os::fd::AsRawFd as _;
     let me = std::process::id();
+    let mut t = tracker();
+    let mut k = FakeKernel::default();
+    // an Accept record without address, then a request in and a response out on `fd`
+    let serve = |t: &mut Tracker, k: &mut FakeKernel, fd: i32, ts: u64| {
+        let accept = Record::Accept {
+            pid: me,
+            tid: me,
+            fd,
+            ts_ns: ts,
+            remote: None,
+            comm: "t".into(),
+        };
+        t.handle(accept, &wall, k);
+        for (dir, bytes) in [(Dir::Recv, REQ), (Dir::Send, RESP)] {
+            t.handle(data(me, fd, 0, dir, Source::Syscall, 0, bytes, ts + 1), &wall, k);
+        }
+        t.drain()
+    };
+
     let dir = std::env::temp_dir().join(format!("qtap-unix-accept-{me}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -646,23 +665,7 @@ fn an_accepted_unix_socket_without_address_is_dropped() {
     let _c = std::os::unix::net::UnixStream::connect(&path).unwrap();
     let (srv, _) = l.accept().unwrap();
     let fd = srv.as_raw_fd();
-    let mut t = tracker();
-    let mut k = FakeKernel::default();
-    t.handle(
-        Record::Accept {
-            pid: me,
-            tid: me,
-            fd,
-            ts_ns: 10,
-            remote: None,
-            comm: "t".into(),
-        },
-        &wall,
-        &mut k,
-    );
-    t.handle(data(me, fd, 0, Dir::Recv, Source::Syscall, 0, REQ, 20), &wall, &mut k);
-    t.handle(data(me, fd, 0, Dir::Send, Source::Syscall, 0, RESP, 30), &wall, &mut k);
-    let evs = t.drain();
+    let evs = serve(&mut t, &mut k, fd, 10);
     assert!(transactions(&evs).is_empty(), "{evs:#?}");
     assert!(
         !evs.iter().any(|e| matches!(e, Event::ConnectionOpened(_))),
@@ -675,22 +678,7 @@ fn an_accepted_unix_socket_without_address_is_dropped() {
     let tl = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let _tc = std::net::TcpStream::connect(tl.local_addr().unwrap()).unwrap();
     let (ts, _) = tl.accept().unwrap();
-    let tfd = ts.as_raw_fd();
-    t.handle(
-        Record::Accept {
-            pid: me,
-            tid: me,
-            fd: tfd,
-            ts_ns: 40,
-            remote: None,
-            comm: "t".into(),
-        },
-        &wall,
-        &mut k,
-    );
-    t.handle(data(me, tfd, 0, Dir::Recv, Source::Syscall, 0, REQ, 50), &wall, &mut k);
-    t.handle(data(me, tfd, 0, Dir::Send, Source::Syscall, 0, RESP, 60), &wall, &mut k);
-    let evs = t.drain();
+    let evs = serve(&mut t, &mut k, ts.as_raw_fd(), 40);
     let txs = transactions(&evs);
     assert_eq!(txs.len(), 1, "{evs:#?}");
     assert_eq!(txs[0].summary.direction, crate::events::Direction::Ingress);
