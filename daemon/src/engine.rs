@@ -205,13 +205,28 @@ fn run(
     let mut records = Vec::new();
     let mut last_tick = Instant::now();
     let mut bad_records = 0u64;
+    let mut idle_polls = 0u32;
     while !stop.load(Ordering::Relaxed) {
         // read before the ring buffer: every kernel record of what a Java message
         // describes (the connect, the handshake) is then handled before the message
         java.poll(&mut java_records);
-        if let Err(e) = cap.poll(crate::capture::POLL_INTERVAL, &mut records) {
+        // Data records below the wake-up threshold wake nobody, so the reader polls on a
+        // short timeout while traffic flows; after a second without any record it waits
+        // longer (connects, accepts and execs still wake it at once), so an idle capture
+        // costs 10 wake-ups a second, not 100.
+        let timeout = if idle_polls >= IDLE_AFTER_POLLS {
+            crate::capture::IDLE_POLL_INTERVAL
+        } else {
+            crate::capture::POLL_INTERVAL
+        };
+        if let Err(e) = cap.poll(timeout, &mut records) {
             tracing::error!(error = %e, "capture stopped");
             break;
+        }
+        if records.is_empty() {
+            idle_polls = idle_polls.saturating_add(1);
+        } else {
+            idle_polls = 0;
         }
         let clock = cap.clock();
         let wall = move |k: u64| Timestamp(clock.wall_ns(k));
@@ -359,6 +374,10 @@ impl crate::hub::ProbeControl for Engine {
 }
 
 /// The pids whose time in `timers` has come (at or before `now`), taken out in time order.
+/// Empty polls in a row (a second's worth) after which the reader waits
+/// [`crate::capture::IDLE_POLL_INTERVAL`].
+const IDLE_AFTER_POLLS: u32 = 100;
+
 fn take_due(timers: &mut BTreeMap<Instant, Vec<u32>>, now: Instant) -> Vec<u32> {
     let due: Vec<Instant> = timers.range(..=now).map(|(k, _)| *k).collect();
     due.iter()

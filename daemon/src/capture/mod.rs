@@ -700,6 +700,10 @@ impl Capture {
 /// once [`wakeup_bytes`] are pending, so below that the reader finds them on this timeout.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(10);
 
+/// The poll timeout once the ring has been empty for a while: a data record written then
+/// waits at most this long (control records wake the reader at once).
+pub const IDLE_POLL_INTERVAL: Duration = Duration::from_millis(100);
+
 /// Unread ring-buffer bytes past which the kernel wakes the reader for a data record: an
 /// eighth of the ring, at most 1 MiB (the reader also polls every [`POLL_INTERVAL`]).
 pub fn wakeup_bytes(ring_bytes: u32) -> u64 {
