@@ -12,11 +12,11 @@
 //! host) — and prints the CPU time per request (both sides) of the whole path, and of
 //! the tracker and the encoder separately. The records name this process, so
 //! attribution reads a real `/proc` entry (cached after the first, as in the daemon).
+use qtap::attribution::Processes;
 use qtap::capture::{Dir, Record, Source};
 use qtap::events::{Envelope, Event, Timestamp};
 use qtap::http::BodyLimits;
 use qtap::streams::{KernelControl, Tracker, TrackerConfig};
-use qtap::attribution::Processes;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -177,7 +177,9 @@ fn run(n: u64, resp: &[u8]) -> (Duration, Duration, u64, usize) {
 fn main() {
     let small = response(b"hello from the qtap capture benchmark\n");
     let big = response(&vec![b'q'; 16 * 1024]);
-    println!("| response | requests | transactions (both sides) | µs / request: tracker | encoder | total | bytes / line |");
+    println!(
+        "| response | requests | transactions (both sides) | µs / request: tracker | encoder | total | bytes / line |"
+    );
     println!("|---|---:|---:|---:|---:|---:|---:|");
     for (name, resp, n) in [
         ("39 B `return 200`", &small, 200_000u64),

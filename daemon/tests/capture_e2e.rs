@@ -368,6 +368,8 @@ fn server_blocked_in_accept_before_the_trace_keeps_its_next_connection() {
         ing["transaction"]["network"]["local"],
         format!("127.0.0.1:{port}")
     );
-    let remote = ing["transaction"]["network"]["remote"].as_str().unwrap_or("");
+    let remote = ing["transaction"]["network"]["remote"]
+        .as_str()
+        .unwrap_or("");
     assert!(remote.starts_with("127.0.0.1:"), "{ing:#}");
 }

@@ -9,6 +9,7 @@
 //! library probes.
 mod h2;
 mod java;
+mod sockets;
 pub mod tls;
 mod transaction;
 
@@ -249,73 +250,6 @@ impl Tracker {
     }
 
     /// A socket that was open before the probes attached.
-    pub fn add_existing(
-        &mut self,
-        pid: u32,
-        fd: i32,
-        local: SocketAddr,
-        remote: SocketAddr,
-        ingress: bool,
-        ts: Timestamp,
-    ) {
-        let key = ConnKey::Fd(pid, fd);
-        let c = self.new_conn(key, pid, fd, ts);
-        c.local = Some(local);
-        c.remote = Some(remote);
-        c.direction = Some(if ingress {
-            Direction::Ingress
-        } else {
-            Direction::Egress
-        });
-        // we join mid-stream: start where the bytes start
-        c.raw = [Reasm::default(), Reasm::default()];
-    }
-
-    fn remember_tuple(
-        &mut self,
-        outgoing: bool,
-        sk: u64,
-        local: Option<SocketAddr>,
-        remote: Option<SocketAddr>,
-    ) {
-        if outgoing {
-            self.est_by_sk.insert(sk, (local, remote));
-        } else if let Some(r) = remote {
-            self.est_by_remote.insert(r, local);
-        }
-        self.est_order.push_back((outgoing, sk, remote));
-        while self.est_order.len() > PENDING_TUPLES {
-            if let Some((o, sk, r)) = self.est_order.pop_front() {
-                if o {
-                    self.est_by_sk.remove(&sk);
-                } else if let Some(r) = r {
-                    self.est_by_remote.remove(&r);
-                }
-            }
-        }
-    }
-
-    /// The oldest remembered incoming tuple (local, remote) whose local address one of
-    /// `pid`'s listening sockets listens on; taken out of the remembered ones.
-    fn oldest_tuple_listened_by(&mut self, pid: u32) -> Option<(SocketAddr, SocketAddr)> {
-        let root = std::path::Path::new("/proc");
-        let table = crate::capture::procnet::tcp_table(root, pid);
-        let listeners = crate::capture::procnet::listening(root, pid, &table);
-        if listeners.is_empty() {
-            return None;
-        }
-        let hit = self.est_order.iter().find_map(|(outgoing, _, r)| {
-            let r = r.filter(|_| !*outgoing)?;
-            let l = (*self.est_by_remote.get(&r)?)?;
-            listeners
-                .iter()
-                .any(|x| x.port() == l.port() && (x.ip().is_unspecified() || x.ip() == l.ip()))
-                .then_some((l, r))
-        })?;
-        self.est_by_remote.remove(&hit.1);
-        Some(hit)
-    }
-
     pub fn handle(
         &mut self,
         rec: Record,
@@ -331,97 +265,21 @@ impl Tracker {
                 remote,
                 sk,
                 ..
-            } => {
-                let ts = wall(ts_ns);
-                let key = ConnKey::Fd(pid, fd);
-                self.not_tcp.remove(&key);
-                self.close_key(key, ts, None);
-                let pending = self.est_by_sk.remove(&sk);
-                let c = self.new_conn(key, pid, fd, ts);
-                c.direction = Some(Direction::Egress);
-                c.sk = sk;
-                c.remote = remote;
-                c.local = local;
-                c.raw = [Reasm { expected: Some(0) }, Reasm { expected: Some(0) }];
-                if let Some((l, _)) = pending {
-                    c.local = l;
-                }
-            }
+            } => self.on_connect(pid, fd, wall(ts_ns), local, remote, sk),
             Record::Accept {
                 pid,
                 fd,
                 ts_ns,
                 remote,
                 ..
-            } => {
-                let ts = wall(ts_ns);
-                let key = ConnKey::Fd(pid, fd);
-                self.not_tcp.remove(&key);
-                self.close_key(key, ts, None);
-                if remote.is_none() && self.socket_is_not_tcp(pid, fd) {
-                    k.set_sock_state(pid, fd, None);
-                    self.not_tcp.insert(key);
-                    return;
-                }
-                let local = remote.and_then(|r| self.est_by_remote.remove(&r)).flatten();
-                let c = self.new_conn(key, pid, fd, ts);
-                c.direction = Some(Direction::Ingress);
-                c.remote = remote;
-                c.local = local;
-                c.raw = [Reasm { expected: Some(0) }, Reasm { expected: Some(0) }];
-                if remote.is_none() {
-                    // accept(fd, NULL, NULL), as libuv (Node.js) calls it. /proc shows the
-                    // socket now behind `fd`; when the connection was closed already and
-                    // its fd number reused, that is a later connection, whose tuple is not
-                    // remembered yet. Such an answer gives way to the oldest tuple
-                    // established on a port this process listens on (a listener's queue
-                    // is accepted in order).
-                    self.fill_from_proc(key);
-                    let seen = self
-                        .conns
-                        .get(&key)
-                        .and_then(|c| Some((c.local?, c.remote?)));
-                    let tuple = match seen {
-                        Some((l, r)) if self.est_by_remote.get(&r) == Some(&Some(l)) => {
-                            self.est_by_remote.remove(&r);
-                            Some((l, r))
-                        }
-                        other => self.oldest_tuple_listened_by(pid).or(other),
-                    };
-                    if let Some(c) = self.conns.get_mut(&key) {
-                        // accepted: this side serves, whatever the listener does now
-                        c.direction = Some(Direction::Ingress);
-                        if let Some((l, r)) = tuple {
-                            c.local = Some(l);
-                            c.remote = Some(r);
-                        }
-                    }
-                }
-            }
+            } => self.on_accept(pid, fd, wall(ts_ns), remote, k),
             Record::Established {
                 local,
                 remote,
                 sk,
                 outgoing,
                 ..
-            } => {
-                let hit = if outgoing {
-                    self.conns
-                        .values_mut()
-                        .find(|c| c.sk == sk && c.sk != 0 && c.local.is_none_or(|l| l.port() == 0))
-                } else {
-                    self.conns.values_mut().find(|c| {
-                        c.direction == Some(Direction::Ingress)
-                            && c.local.is_none()
-                            && c.remote.is_some()
-                            && c.remote == remote
-                    })
-                };
-                match hit {
-                    Some(c) => c.local = local,
-                    None => self.remember_tuple(outgoing, sk, local, remote),
-                }
-            }
+            } => self.on_established(local, remote, sk, outgoing),
             Record::Data {
                 pid,
                 fd,
@@ -479,7 +337,8 @@ impl Tracker {
                     self.close_key(key, ts, None);
                 }
                 self.ssl_to_fd.retain(|(p, _), _| *p != pid);
-                self.not_tcp.retain(|k| !matches!(k, ConnKey::Fd(p, _) if *p == pid));
+                self.not_tcp
+                    .retain(|k| !matches!(k, ConnKey::Fd(p, _) if *p == pid));
                 self.java_exit(pid);
                 let _ = self.procs.exit(pid, &comm);
                 if self.announced.remove(&pid) {
@@ -618,40 +477,6 @@ impl Tracker {
                 let (lost, fresh) = c.ssl[d].accept(pos, bytes);
                 self.feed(key, dir, lost, fresh, ts);
             }
-        }
-    }
-
-    /// Addresses and direction of a socket first seen through its data (open before
-    /// attach, or its connect record was lost).
-    /// `fd` of `pid` is a socket that /proc's TCP tables do not list (unix, UDP, ...).
-    /// False when unsure (the fd is gone or not a socket).
-    fn socket_is_not_tcp(&self, pid: u32, fd: i32) -> bool {
-        let root = std::path::Path::new("/proc");
-        crate::capture::procnet::fd_socket_inode(root, pid, fd)
-            .is_some_and(|ino| !crate::capture::procnet::tcp_table(root, pid).contains_key(&ino))
-    }
-
-    fn fill_from_proc(&mut self, key: ConnKey) {
-        let ConnKey::Fd(pid, fd) = key else { return };
-        let root = std::path::Path::new("/proc");
-        let Some(inode) = crate::capture::procnet::fd_socket_inode(root, pid, fd) else {
-            return;
-        };
-        let table = crate::capture::procnet::tcp_table(root, pid);
-        let Some(t) = table.get(&inode).copied() else {
-            return;
-        };
-        let listening = table
-            .values()
-            .any(|e| e.state == 10 && e.local.port() == t.local.port());
-        if let Some(c) = self.conns.get_mut(&key) {
-            c.local = Some(t.local);
-            c.remote = Some(t.remote);
-            c.direction = Some(if listening {
-                Direction::Ingress
-            } else {
-                Direction::Egress
-            });
         }
     }
 

@@ -652,7 +652,11 @@ fn an_accepted_unix_socket_without_address_is_dropped() {
         };
         t.handle(accept, &wall, k);
         for (dir, bytes) in [(Dir::Recv, REQ), (Dir::Send, RESP)] {
-            t.handle(data(me, fd, 0, dir, Source::Syscall, 0, bytes, ts + 1), &wall, k);
+            t.handle(
+                data(me, fd, 0, dir, Source::Syscall, 0, bytes, ts + 1),
+                &wall,
+                k,
+            );
         }
         t.drain()
     };
