@@ -101,7 +101,7 @@ pub(super) fn build(
         .as_ref()
         .and_then(|r| header(&r.headers, "content-type"))
         .map(str::to_string);
-    let summary = Summary {
+    let summary = std::sync::Arc::new(Summary {
         id: format!("{}-{}", c.id, c.seq),
         connection_id: c.id.clone(),
         start: ex.start,
@@ -119,7 +119,7 @@ pub(super) fn build(
         process: p.to_ref(),
         container,
         error: ex.error,
-    };
+    });
     let transaction = Transaction {
         summary: summary.clone(),
         request: Request {
