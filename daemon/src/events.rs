@@ -431,6 +431,25 @@ impl Serialize for Transaction {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut st = s.serialize_struct("Transaction", 22)?;
         self.summary.serialize_fields(&mut st)?;
+        self.serialize_own_fields(&mut st)?;
+        st.end()
+    }
+}
+
+/// The fields of a transaction after its summary's, as an object of their own (which
+/// [`Envelope`] splices after a summary it has already written).
+struct OwnFields<'a>(&'a Transaction);
+
+impl Serialize for OwnFields<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("Transaction", 5)?;
+        self.0.serialize_own_fields(&mut st)?;
+        st.end()
+    }
+}
+
+impl Transaction {
+    fn serialize_own_fields<S: SerializeStruct>(&self, st: &mut S) -> Result<(), S::Error> {
         st.serialize_field("request", &self.request)?;
         if let Some(v) = &self.response {
             st.serialize_field("response", v)?;
@@ -440,8 +459,30 @@ impl Serialize for Transaction {
         if let Some(v) = &self.grpc {
             st.serialize_field("grpc", v)?;
         }
-        st.end()
+        Ok(())
     }
+}
+
+/// `{"summary":{…},"transaction":{…}}` with the summary encoded once and its fields
+/// copied to the start of the transaction, when both share it (as the tracker builds
+/// them); the same bytes as the `Serialize` impl.
+fn write_http_transaction(out: &mut Vec<u8>, t: &HttpTransaction) -> Result<(), json::Error> {
+    if !Arc::ptr_eq(&t.summary, &t.transaction.summary) {
+        return json::to_vec(out, t);
+    }
+    out.extend_from_slice(b"{\"summary\":");
+    let start = out.len();
+    json::to_vec(out, &*t.summary)?;
+    let end = out.len();
+    out.extend_from_slice(b",\"transaction\":");
+    // `{` and the summary's fields, without its closing `}`
+    out.extend_from_within(start..end - 1);
+    let rest = out.len();
+    json::to_vec(out, &OwnFields(&t.transaction))?;
+    // the own fields' `{` becomes the comma after the summary's (it has at least `id`)
+    out[rest] = b',';
+    out.push(b'}');
+    Ok(())
 }
 
 /// `request.http_transaction`: the row and the detail. Both carry the same summary
@@ -704,7 +745,11 @@ impl Envelope {
         out.extend_from_slice(b"\"ts\":");
         json::write_str(out, self.ts.write_rfc3339(&mut ts));
         out.extend_from_slice(b",\"data\":");
-        match json::to_vec(out, &self.data) {
+        let data = match &self.data {
+            Event::HttpTransaction(t) => write_http_transaction(out, t),
+            other => json::to_vec(out, other),
+        };
+        match data {
             Ok(()) => out.push(b'}'),
             Err(e) => {
                 // as before the direct writer (no event type fails to encode today)

@@ -36,9 +36,8 @@ const DIGITS: &[u8; 200] = b"0001020304050607080910111213141516171819\
 6061626364656667686970717273747576777879\
 8081828384858687888990919293949596979899";
 
-/// Appends the decimal digits of `n`.
-pub fn write_u64(out: &mut Vec<u8>, mut n: u64) {
-    let mut buf = [0u8; 20];
+/// Writes the decimal digits of `n` at the end of `buf`; returns where they start.
+fn digits(mut n: u64, buf: &mut [u8; 20]) -> usize {
     let mut i = buf.len();
     while n >= 100 {
         let d = (n % 100) as usize * 2;
@@ -54,6 +53,20 @@ pub fn write_u64(out: &mut Vec<u8>, mut n: u64) {
         i -= 1;
         buf[i] = b'0' + n as u8;
     }
+    i
+}
+
+/// The decimal digits of `n`, in `buf`.
+pub fn u64_digits(n: u64, buf: &mut [u8; 20]) -> &str {
+    let i = digits(n, buf);
+    // ASCII digits only
+    std::str::from_utf8(&buf[i..]).unwrap_or("")
+}
+
+/// Appends the decimal digits of `n`.
+pub fn write_u64(out: &mut Vec<u8>, n: u64) {
+    let mut buf = [0; 20];
+    let i = digits(n, &mut buf);
     out.extend_from_slice(&buf[i..]);
 }
 
