@@ -38,36 +38,40 @@ impl Timestamp {
 
     /// [`Timestamp::rfc3339`] into a caller's buffer, without allocating.
     pub fn write_rfc3339(self, buf: &mut [u8; RFC3339_MAX]) -> &str {
+        const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+            2021222324252627282930313233343536373839\
+            4041424344454647484950515253545556575859\
+            6061626364656667686970717273747576777879\
+            8081828384858687888990919293949596979899";
         let secs = self.0 / 1_000_000_000;
-        let nanos = self.0 % 1_000_000_000;
-        // u64 seconds are at most ~5.8e11 s: days fit i64, and the year has 4 digits
-        // (≤ 2554) for every u64 timestamp
-        let days = (secs / 86_400) as i64;
+        let nanos = (self.0 % 1_000_000_000) as u32;
+        // u64 seconds are at most ~5.8e11 s: the year has 4 digits (≤ 2554) for every
+        // u64 timestamp
+        let (y, m, d) = civil_from_days_unsigned((secs / 86_400) as u32);
         let rem = (secs % 86_400) as u32;
-        let (y, m, d) = civil_from_days(days);
-        let two = |b: &mut [u8], v: u32| {
-            b[0] = b'0' + (v / 10) as u8;
-            b[1] = b'0' + (v % 10) as u8;
+        let two = |buf: &mut [u8; RFC3339_MAX], at: usize, v: u32| {
+            let i = v as usize * 2;
+            buf[at..at + 2].copy_from_slice(&PAIRS[i..i + 2]);
         };
-        let y = y as u32;
-        two(&mut buf[0..2], y / 100);
-        two(&mut buf[2..4], y % 100);
+        two(buf, 0, y / 100);
+        two(buf, 2, y % 100);
         buf[4] = b'-';
-        two(&mut buf[5..7], m);
+        two(buf, 5, m);
         buf[7] = b'-';
-        two(&mut buf[8..10], d);
+        two(buf, 8, d);
         buf[10] = b'T';
-        two(&mut buf[11..13], rem / 3600);
+        two(buf, 11, rem / 3600);
         buf[13] = b':';
-        two(&mut buf[14..16], (rem % 3600) / 60);
+        two(buf, 14, (rem % 3600) / 60);
         buf[16] = b':';
-        two(&mut buf[17..19], rem % 60);
+        two(buf, 17, rem % 60);
         buf[19] = b'.';
-        let mut n = nanos as u32;
-        for i in (20..29).rev() {
-            buf[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-        }
+        buf[20] = b'0' + (nanos / 100_000_000) as u8;
+        let low = nanos % 100_000_000;
+        two(buf, 21, low / 1_000_000);
+        two(buf, 23, low / 10_000 % 100);
+        two(buf, 25, low / 100 % 100);
+        two(buf, 27, low % 100);
         buf[29] = b'Z';
         // all ASCII
         std::str::from_utf8(&buf[..30]).unwrap_or("")
@@ -114,6 +118,7 @@ impl Timestamp {
 }
 
 // Howard Hinnant's civil-from-days algorithm (public domain).
+#[cfg(test)]
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
@@ -124,6 +129,20 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let mp = (5 * doy + 2) / 153;
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// [`civil_from_days`] for days since 1970 (what a u64 timestamp has), in u32 arithmetic.
+fn civil_from_days_unsigned(z: u32) -> (u32, u32, u32) {
+    let z = z + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 

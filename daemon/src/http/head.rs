@@ -168,15 +168,15 @@ fn version(minor: Option<u8>) -> String {
 }
 
 fn headers_of(h: &[httparse::Header<'_>]) -> Headers {
-    h.iter()
-        .filter(|h| !h.name.is_empty())
-        .map(|h| {
-            (
-                h.name.to_string(),
-                String::from_utf8_lossy(h.value).into_owned(),
-            )
-        })
-        .collect()
+    let mut out = Vec::with_capacity(h.len());
+    for h in h.iter().filter(|h| !h.name.is_empty()) {
+        let value = match std::str::from_utf8(h.value) {
+            Ok(v) => v.to_string(),
+            Err(_) => String::from_utf8_lossy(h.value).into_owned(),
+        };
+        out.push((h.name.to_string(), value));
+    }
+    out
 }
 
 fn config() -> httparse::ParserConfig {
