@@ -121,8 +121,20 @@ static ESCAPE: [u8; 256] = {
 /// Appends `s` as a JSON string (quotes included), escaped exactly as serde_json does:
 /// `\"`, `\\`, `\b`, `\f`, `\n`, `\r`, `\t`, other control characters as `\u00xx`, and
 /// nothing else.
+#[inline]
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
     let b = s.as_bytes();
+    if b.len() <= 32 && b.iter().fold(0u8, |m, &c| m | ESCAPE[c as usize]) == 0 {
+        out.reserve(b.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(b);
+        out.push(b'"');
+        return;
+    }
+    write_str_slow(out, b);
+}
+
+fn write_str_slow(out: &mut Vec<u8>, b: &[u8]) {
     out.reserve(b.len() + 2);
     out.push(b'"');
     let mut run = 0; // start of the bytes not yet copied
@@ -367,9 +379,26 @@ impl<'s, 'a> Compound<'s, 'a> {
     }
 
     fn field<T: ?Sized + Serialize>(&mut self, key: &'static str, v: &T) -> Result<(), Error> {
-        self.comma();
-        write_str(self.w.out, key);
-        self.w.out.push(b':');
+        let out = &mut *self.w.out;
+        let k = key.as_bytes();
+        if k.len() <= 32 && k.iter().fold(0u8, |m, &c| m | ESCAPE[c as usize]) == 0 {
+            // `,"key":` in one go (field names never need escaping in practice)
+            out.reserve(k.len() + 4);
+            if !self.first {
+                out.push(b',');
+            }
+            out.push(b'"');
+            out.extend_from_slice(k);
+            out.extend_from_slice(b"\":");
+            self.first = false;
+        } else {
+            if !self.first {
+                out.push(b',');
+            }
+            self.first = false;
+            write_str(out, key);
+            out.push(b':');
+        }
         v.serialize(&mut *self.w)
     }
 

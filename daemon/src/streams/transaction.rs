@@ -57,10 +57,14 @@ pub(super) fn url_parts(
             .to_string()
     };
     // CONNECT host:port and OPTIONS * keep their target as the path
-    let url = if target.starts_with('/') {
-        format!("{scheme}://{authority}{target}")
-    } else {
-        format!("{scheme}://{authority}")
+    let url = {
+        let path = if target.starts_with('/') { target } else { "" };
+        let mut url = String::with_capacity(scheme.len() + 3 + authority.len() + path.len());
+        url.push_str(scheme);
+        url.push_str("://");
+        url.push_str(&authority);
+        url.push_str(path);
+        url
     };
     (url, scheme.to_string(), authority, host, target.to_string())
 }
