@@ -3,8 +3,12 @@
 //! Every frame carries a topic and an object `{ts, data}`; `Event` is the typed form of
 //! `data` and `Event::topic` its topic. Fields are added, never renamed: the schema test
 //! in `tests` below and `docs/events.md` pin the names.
+use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+pub mod json;
 
 /// Longest [`Timestamp::rfc3339`] text (`YYYY-MM-DDTHH:MM:SS.fffffffffZ`, with room).
 pub const RFC3339_MAX: usize = 40;
@@ -34,25 +38,60 @@ impl Timestamp {
 
     /// [`Timestamp::rfc3339`] into a caller's buffer, without allocating.
     pub fn write_rfc3339(self, buf: &mut [u8; RFC3339_MAX]) -> &str {
+        const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+            2021222324252627282930313233343536373839\
+            4041424344454647484950515253545556575859\
+            6061626364656667686970717273747576777879\
+            8081828384858687888990919293949596979899";
+        let secs = self.0 / 1_000_000_000;
+        let nanos = (self.0 % 1_000_000_000) as u32;
+        // u64 seconds are at most ~5.8e11 s: the year has 4 digits (≤ 2554) for every
+        // u64 timestamp
+        let (y, m, d) = civil_from_days_unsigned((secs / 86_400) as u32);
+        let rem = (secs % 86_400) as u32;
+        let two = |buf: &mut [u8; RFC3339_MAX], at: usize, v: u32| {
+            let i = v as usize * 2;
+            buf[at..at + 2].copy_from_slice(&PAIRS[i..i + 2]);
+        };
+        two(buf, 0, y / 100);
+        two(buf, 2, y % 100);
+        buf[4] = b'-';
+        two(buf, 5, m);
+        buf[7] = b'-';
+        two(buf, 8, d);
+        buf[10] = b'T';
+        two(buf, 11, rem / 3600);
+        buf[13] = b':';
+        two(buf, 14, (rem % 3600) / 60);
+        buf[16] = b':';
+        two(buf, 17, rem % 60);
+        buf[19] = b'.';
+        buf[20] = b'0' + (nanos / 100_000_000) as u8;
+        let low = nanos % 100_000_000;
+        two(buf, 21, low / 1_000_000);
+        two(buf, 23, low / 10_000 % 100);
+        two(buf, 25, low / 100 % 100);
+        two(buf, 27, low % 100);
+        buf[29] = b'Z';
+        // all ASCII
+        std::str::from_utf8(&buf[..30]).unwrap_or("")
+    }
+
+    /// The former `core::fmt` implementation of [`Timestamp::write_rfc3339`], kept to
+    /// check the digit arithmetic against.
+    #[cfg(test)]
+    fn rfc3339_via_fmt(self) -> String {
         let secs = (self.0 / 1_000_000_000) as i64;
         let nanos = self.0 % 1_000_000_000;
         let days = secs.div_euclid(86_400);
         let rem = secs.rem_euclid(86_400);
         let (y, m, d) = civil_from_days(days);
-        let mut w = &mut buf[..];
-        // `y` is at most 4 digits for any u64 timestamp (year ≤ 2554), so this always fits
-        let _ = std::io::Write::write_fmt(
-            &mut w,
-            format_args!(
-                "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-                rem / 3600,
-                (rem % 3600) / 60,
-                rem % 60
-            ),
-        );
-        let left = w.len();
-        let n = RFC3339_MAX - left;
-        std::str::from_utf8(&buf[..n]).unwrap_or("")
+        format!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+            rem / 3600,
+            (rem % 3600) / 60,
+            rem % 60
+        )
     }
 
     pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {
@@ -79,6 +118,7 @@ impl Timestamp {
 }
 
 // Howard Hinnant's civil-from-days algorithm (public domain).
+#[cfg(test)]
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
@@ -89,6 +129,20 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let mp = (5 * doy + 2) / 153;
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// [`civil_from_days`] for days since 1970 (what a u64 timestamp has), in u32 arithmetic.
+fn civil_from_days_unsigned(z: u32) -> (u32, u32, u32) {
+    let z = z + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
@@ -257,7 +311,7 @@ pub struct Network {
 }
 
 /// One row of the list.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct Summary {
     pub id: String,
     pub connection_id: String,
@@ -284,10 +338,59 @@ pub struct Summary {
     pub error: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+impl Summary {
+    /// The fields of a summary, in order, into `st` (a summary object, or a transaction,
+    /// which starts with them).
+    fn serialize_fields<S: SerializeStruct>(&self, st: &mut S) -> Result<(), S::Error> {
+        st.serialize_field("id", &self.id)?;
+        st.serialize_field("connection_id", &self.connection_id)?;
+        st.serialize_field("start", &self.start)?;
+        st.serialize_field("duration_ms", &self.duration_ms)?;
+        st.serialize_field("direction", &self.direction)?;
+        st.serialize_field("method", &self.method)?;
+        st.serialize_field("url", &self.url)?;
+        st.serialize_field("host", &self.host)?;
+        st.serialize_field("path", &self.path)?;
+        if let Some(v) = &self.status {
+            st.serialize_field("status", v)?;
+        }
+        if let Some(v) = &self.content_type {
+            st.serialize_field("content_type", v)?;
+        }
+        st.serialize_field("request_size", &self.request_size)?;
+        st.serialize_field("response_size", &self.response_size)?;
+        st.serialize_field("tls", &self.tls)?;
+        st.serialize_field("process", &self.process)?;
+        if let Some(v) = &self.container {
+            st.serialize_field("container", v)?;
+        }
+        if let Some(v) = &self.error {
+            st.serialize_field("error", v)?;
+        }
+        Ok(())
+    }
+}
+
+/// Written by hand (as the derive would) so that [`Transaction`] can start with the same
+/// fields without `#[serde(flatten)]`, which makes serde go through a map.
+impl Serialize for Summary {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("Summary", 17)?;
+        self.serialize_fields(&mut st)?;
+        st.end()
+    }
+}
+
+fn arc<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Arc<T>, D::Error> {
+    T::deserialize(d).map(Arc::new)
+}
+
+/// The detail of an exchange: the [`Summary`] fields, then its own (one flat object).
+/// The summary is shared with [`HttpTransaction::summary`] rather than copied.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct Transaction {
-    #[serde(flatten)]
-    pub summary: Summary,
+    #[serde(flatten, deserialize_with = "arc")]
+    pub summary: Arc<Summary>,
     pub request: Request,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response: Option<Response>,
@@ -343,10 +446,80 @@ pub struct GrpcMessage {
     pub note: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+impl Serialize for Transaction {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("Transaction", 22)?;
+        self.summary.serialize_fields(&mut st)?;
+        self.serialize_own_fields(&mut st)?;
+        st.end()
+    }
+}
+
+/// The fields of a transaction after its summary's, as an object of their own (which
+/// [`Envelope`] splices after a summary it has already written).
+struct OwnFields<'a>(&'a Transaction);
+
+impl Serialize for OwnFields<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("Transaction", 5)?;
+        self.0.serialize_own_fields(&mut st)?;
+        st.end()
+    }
+}
+
+impl Transaction {
+    fn serialize_own_fields<S: SerializeStruct>(&self, st: &mut S) -> Result<(), S::Error> {
+        st.serialize_field("request", &self.request)?;
+        if let Some(v) = &self.response {
+            st.serialize_field("response", v)?;
+        }
+        st.serialize_field("timing", &self.timing)?;
+        st.serialize_field("network", &self.network)?;
+        if let Some(v) = &self.grpc {
+            st.serialize_field("grpc", v)?;
+        }
+        Ok(())
+    }
+}
+
+/// `{"summary":{…},"transaction":{…}}` with the summary encoded once and its fields
+/// copied to the start of the transaction, when both share it (as the tracker builds
+/// them); the same bytes as the `Serialize` impl.
+fn write_http_transaction(out: &mut Vec<u8>, t: &HttpTransaction) -> Result<(), json::Error> {
+    if !Arc::ptr_eq(&t.summary, &t.transaction.summary) {
+        return json::to_vec(out, t);
+    }
+    out.extend_from_slice(b"{\"summary\":");
+    let start = out.len();
+    json::to_vec(out, &*t.summary)?;
+    let end = out.len();
+    out.extend_from_slice(b",\"transaction\":");
+    // `{` and the summary's fields, without its closing `}`
+    out.extend_from_within(start..end - 1);
+    let rest = out.len();
+    json::to_vec(out, &OwnFields(&t.transaction))?;
+    // the own fields' `{` becomes the comma after the summary's (it has at least `id`)
+    out[rest] = b',';
+    out.push(b'}');
+    Ok(())
+}
+
+/// `request.http_transaction`: the row and the detail. Both carry the same summary
+/// (one `Arc`), which the JSON repeats.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct HttpTransaction {
-    pub summary: Summary,
+    #[serde(deserialize_with = "arc")]
+    pub summary: Arc<Summary>,
     pub transaction: Transaction,
+}
+
+impl Serialize for HttpTransaction {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("HttpTransaction", 2)?;
+        st.serialize_field("summary", &*self.summary)?;
+        st.serialize_field("transaction", &self.transaction)?;
+        st.end()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -559,47 +732,66 @@ impl Envelope {
 
     /// `{"ts":…,"data":…}` on one line (SSE `data:`).
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|e| {
-            format!(
-                r#"{{"ts":"{}","data":{{"error":"cannot encode event: {e}"}}}}"#,
-                self.ts.rfc3339()
-            )
-        })
+        let mut out = Vec::with_capacity(1024);
+        self.write(&mut out, None);
+        // the writer writes UTF-8 only
+        String::from_utf8(out).unwrap_or_default()
     }
 
     /// `qtap trace` line: the same object with `"topic"` added (no trailing newline).
     pub fn to_ndjson(&self) -> String {
-        let mut out = Vec::with_capacity(256);
+        let mut out = Vec::with_capacity(1024);
         self.write_ndjson(&mut out);
-        // serde_json writes UTF-8 only
         String::from_utf8(out).unwrap_or_default()
     }
 
     /// Appends the `qtap trace` line `{"topic":…,"ts":…,"data":…}` (no trailing newline)
     /// to `out`, serialised once, straight from the typed event.
     pub fn write_ndjson(&self, out: &mut Vec<u8>) {
-        #[derive(Serialize)]
-        struct Line<'a> {
-            topic: &'static str,
-            ts: Timestamp,
-            data: &'a Event,
-        }
+        self.write(out, Some(self.data.topic()));
+    }
+
+    /// `{["topic":…,]"ts":…,"data":…}` with [`json`], the same bytes as serde_json.
+    fn write(&self, out: &mut Vec<u8>, topic: Option<&str>) {
         let start = out.len();
-        let line = Line {
-            topic: self.data.topic(),
-            ts: self.ts,
-            data: &self.data,
+        out.push(b'{');
+        if let Some(t) = topic {
+            out.extend_from_slice(b"\"topic\":");
+            json::write_str(out, t);
+            out.push(b',');
+        }
+        let mut ts = [0u8; RFC3339_MAX];
+        out.extend_from_slice(b"\"ts\":");
+        json::write_str(out, self.ts.write_rfc3339(&mut ts));
+        out.extend_from_slice(b",\"data\":");
+        let data = match &self.data {
+            Event::HttpTransaction(t) => write_http_transaction(out, t),
+            other => json::to_vec(out, other),
         };
-        if let Err(e) = serde_json::to_writer(&mut *out, &line) {
-            out.truncate(start);
-            let _ = serde_json::to_writer(
-                &mut *out,
-                &serde_json::json!({
-                    "topic": self.data.topic(),
-                    "ts": self.ts,
-                    "data": {"error": format!("cannot encode event: {e}")},
-                }),
-            );
+        match data {
+            Ok(()) => out.push(b'}'),
+            Err(e) => {
+                // as before the direct writer (no event type fails to encode today)
+                out.truncate(start);
+                let error = format!("cannot encode event: {e}");
+                match topic {
+                    Some(t) => {
+                        let v = serde_json::json!({
+                            "topic": t,
+                            "ts": self.ts,
+                            "data": {"error": error},
+                        });
+                        let _ = serde_json::to_writer(&mut *out, &v);
+                    }
+                    None => out.extend_from_slice(
+                        format!(
+                            r#"{{"ts":"{}","data":{{"error":"{error}"}}}}"#,
+                            self.ts.rfc3339()
+                        )
+                        .as_bytes(),
+                    ),
+                }
+            }
         }
     }
 
@@ -718,8 +910,12 @@ mod tests {
         let mut t = t.clone();
         // no response, an error, awkward text (quotes, control bytes, non-ASCII)
         t.transaction.response = None;
-        t.summary.status = None;
-        t.summary.error = Some("connection closed before response".into());
+        let summary = Arc::make_mut(&mut t.summary);
+        summary.status = None;
+        summary.error = Some("connection closed before response".into());
+        summary.duration_ms = 0.1 + 0.2;
+        summary.path = "/\u{2028}\u{0}\"".into();
+        t.transaction.summary = t.summary.clone();
         t.transaction.request.body.text = "a\"b\\c\n\u{1}\u{7f} é 😀 </script>".into();
         t.transaction
             .request
@@ -729,7 +925,9 @@ mod tests {
             .request
             .headers
             .push(("x-dup".into(), "\t2".into()));
-        t.summary.duration_ms = 0.1 + 0.2;
+        out.push(Event::HttpTransaction(t.clone()));
+        // a summary that differs from the transaction's (only possible when parsed)
+        Arc::make_mut(&mut t.summary).content_type = Some("text/\"x\"".into());
         out.push(Event::HttpTransaction(t));
         out.push(Event::ProcessStopped(ProcessStopped {
             pid: u32::MAX,
@@ -748,6 +946,78 @@ mod tests {
             duration_ms: 1e-7,
         }));
         out
+    }
+
+    /// The former `write_ndjson`: the line through serde_json's serializer.
+    #[derive(Serialize)]
+    struct NdjsonLine<'a> {
+        topic: &'static str,
+        ts: Timestamp,
+        data: &'a Event,
+    }
+
+    /// The event types through [`json`] and through serde_json: the same bytes (this
+    /// covers the hand-written `Serialize` of summaries and transactions too, against
+    /// the derived one they replace, through the docs' examples as `Value`s).
+    #[test]
+    fn json_writer_matches_serde_json_on_every_event() {
+        for ev in sample_events() {
+            let mut out = Vec::new();
+            json::to_vec(&mut out, &ev).unwrap();
+            assert_eq!(out, serde_json::to_vec(&ev).unwrap());
+        }
+        // the transaction object is the summary's fields then its own, as the derive
+        // with `#[serde(flatten)]` wrote it
+        let Event::HttpTransaction(t) = &sample_events()[7] else {
+            unreachable!()
+        };
+        let mut obj = serde_json::to_value(&*t.summary).unwrap();
+        let rest = serde_json::json!({
+            "request": t.transaction.request,
+            "response": t.transaction.response,
+            "timing": t.transaction.timing,
+            "network": t.transaction.network,
+        });
+        let (serde_json::Value::Object(m), serde_json::Value::Object(r)) = (&mut obj, rest) else {
+            unreachable!()
+        };
+        m.extend(r);
+        assert_eq!(serde_json::to_value(&t.transaction).unwrap(), obj);
+        // and the docs' examples (compact, in field order) read back byte for byte
+        let doc = include_str!("../../docs/events.md");
+        for block in doc.split("```json\n").skip(8) {
+            let example = block.split("\n```").next().unwrap();
+            let t: HttpTransaction = serde_json::from_str(example).unwrap();
+            let mut out = Vec::new();
+            json::to_vec(&mut out, &t).unwrap();
+            assert_eq!(String::from_utf8(out).unwrap(), example);
+        }
+    }
+
+    #[test]
+    fn rfc3339_digits_match_the_formatter() {
+        let mut buf = [0u8; RFC3339_MAX];
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut check = |t: u64| {
+            let t = Timestamp(t);
+            assert_eq!(t.write_rfc3339(&mut buf), t.rfc3339_via_fmt());
+        };
+        for t in [0, 1, 999_999_999, 1_000_000_000, u64::MAX, u64::MAX - 1] {
+            check(t);
+        }
+        for _ in 0..200_000 {
+            // xorshift: values over the whole range, and near today
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            check(x);
+            check(1_700_000_000_000_000_000 + x % 400_000_000_000_000_000);
+        }
+        // every day boundary over 2000..2100 (leap years, month ends)
+        for day in 10_957..47_482u64 {
+            check(day * 86_400_000_000_000);
+            check(day * 86_400_000_000_000 - 1);
+        }
     }
 
     /// The direct encoder says exactly what the former `Value` path said, for every
@@ -773,6 +1043,16 @@ mod tests {
             let mut sse: serde_json::Value = serde_json::from_str(&e.to_json()).unwrap();
             sse["topic"] = e.data.topic().into();
             assert_eq!(sse, a);
+            // byte for byte what serde_json says of the same object
+            let mut via_serde = serde_json::to_vec(&NdjsonLine {
+                topic: e.data.topic(),
+                ts: e.ts,
+                data: &e.data,
+            })
+            .unwrap();
+            assert_eq!(new.as_bytes(), via_serde, "event {i}");
+            via_serde = serde_json::to_vec(&e).unwrap();
+            assert_eq!(e.to_json().as_bytes(), via_serde, "event {i}");
             // appending keeps what is already in the buffer
             let mut buf = b"x".to_vec();
             e.write_ndjson(&mut buf);

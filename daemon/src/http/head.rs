@@ -160,19 +160,23 @@ pub(crate) enum ParsedHead {
 }
 
 fn version(minor: Option<u8>) -> String {
-    format!("HTTP/1.{}", minor.unwrap_or(1))
+    match minor.unwrap_or(1) {
+        1 => "HTTP/1.1".to_string(),
+        0 => "HTTP/1.0".to_string(),
+        m => format!("HTTP/1.{m}"),
+    }
 }
 
 fn headers_of(h: &[httparse::Header<'_>]) -> Headers {
-    h.iter()
-        .filter(|h| !h.name.is_empty())
-        .map(|h| {
-            (
-                h.name.to_string(),
-                String::from_utf8_lossy(h.value).into_owned(),
-            )
-        })
-        .collect()
+    let mut out = Vec::with_capacity(h.len());
+    for h in h.iter().filter(|h| !h.name.is_empty()) {
+        let value = match std::str::from_utf8(h.value) {
+            Ok(v) => v.to_string(),
+            Err(_) => String::from_utf8_lossy(h.value).into_owned(),
+        };
+        out.push((h.name.to_string(), value));
+    }
+    out
 }
 
 fn config() -> httparse::ParserConfig {
@@ -190,11 +194,19 @@ fn config() -> httparse::ParserConfig {
 pub(crate) fn parse_head(kind: Kind, bytes: &[u8]) -> Result<ParsedHead, String> {
     let cfg = config();
     let mut n = FIRST_HEADERS;
+    // the usual case on the stack; a larger array on the heap when that is too small
+    let mut first = [httparse::EMPTY_HEADER; FIRST_HEADERS];
+    let mut more = Vec::new();
     loop {
-        let mut hdrs = vec![httparse::EMPTY_HEADER; n];
+        let hdrs: &mut [httparse::Header<'_>] = if n == FIRST_HEADERS {
+            &mut first
+        } else {
+            more.resize(n, httparse::EMPTY_HEADER);
+            &mut more
+        };
         let res = match kind {
             Kind::Request => {
-                let mut r = httparse::Request::new(&mut hdrs);
+                let mut r = httparse::Request::new(hdrs);
                 match cfg.parse_request(&mut r, bytes) {
                     Ok(httparse::Status::Complete(_)) => Ok(Some(ParsedHead::Request {
                         line: RequestLine {
@@ -209,7 +221,7 @@ pub(crate) fn parse_head(kind: Kind, bytes: &[u8]) -> Result<ParsedHead, String>
                 }
             }
             Kind::Response => {
-                let mut r = httparse::Response::new(&mut hdrs);
+                let mut r = httparse::Response::new(hdrs);
                 match cfg.parse_response(&mut r, bytes) {
                     Ok(httparse::Status::Complete(_)) => Ok(Some(ParsedHead::Response {
                         line: StatusLine {

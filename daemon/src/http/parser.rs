@@ -150,12 +150,23 @@ fn push_tail(buf: &mut Vec<u8>, seg: &[u8]) -> bool {
     false
 }
 
+/// Where the first LF of `b` is: eight bytes at a time, then byte by byte.
+fn find_lf(b: &[u8]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    let mut i = 0;
+    while let Some(c) = b.get(i..i + 8) {
+        let w = u64::from_le_bytes(c.try_into().unwrap_or_default()) ^ (LO * u64::from(b'\n'));
+        if w.wrapping_sub(LO) & !w & (LO << 7) != 0 {
+            break;
+        }
+        i += 8;
+    }
+    b.get(i..)?.iter().position(|&c| c == b'\n').map(|p| i + p)
+}
+
 /// Splits off `input` up to and including the first LF (or all of it).
 fn take_line<'a>(input: &mut &'a [u8]) -> &'a [u8] {
-    let n = input
-        .iter()
-        .position(|&c| c == b'\n')
-        .map_or(input.len(), |p| p + 1);
+    let n = find_lf(input).map_or(input.len(), |p| p + 1);
     let (seg, rest) = input.split_at(n);
     *input = rest;
     seg
@@ -452,6 +463,27 @@ impl SideParser {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn find_lf_finds_the_first_lf_anywhere() {
+        for len in 0..40 {
+            for at in 0..=len {
+                let mut b = vec![b'x'; len];
+                // bytes around LF that a word test could confuse with it
+                for (k, c) in b.iter_mut().enumerate() {
+                    *c = [b'x', 0x0b, 0x09, 0x8a, 0x00][k % 5];
+                }
+                if at < len {
+                    b[at] = b'\n';
+                    if at + 3 < len {
+                        b[at + 3] = b'\n';
+                    }
+                }
+                let want = b.iter().position(|&c| c == b'\n');
+                assert_eq!(find_lf(&b), want, "{b:?}");
+            }
+        }
+    }
 
     fn events(p: &mut SideParser, mut input: &[u8]) -> Vec<String> {
         let mut out = Vec::new();

@@ -9,11 +9,13 @@
 //! library probes.
 mod h2;
 mod java;
+mod key_hash;
 mod sockets;
 pub mod tls;
 mod transaction;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use key_hash::{KeyMap, KeySet};
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -127,15 +129,15 @@ pub struct TrackerConfig {
 }
 
 pub struct Tracker {
-    conns: HashMap<ConnKey, Conn>,
+    conns: KeyMap<ConnKey, Conn>,
     /// `SSL*` → the socket connection it was tied to
-    ssl_to_fd: HashMap<(u32, u64), ConnKey>,
-    by_pid: HashMap<u32, HashSet<ConnKey>>,
+    ssl_to_fd: KeyMap<(u32, u64), ConnKey>,
+    by_pid: KeyMap<u32, KeySet<ConnKey>>,
     est_by_sk: HashMap<u64, (Option<SocketAddr>, Option<SocketAddr>)>,
     est_by_remote: HashMap<SocketAddr, Option<SocketAddr>>,
     est_order: VecDeque<(bool, u64, Option<SocketAddr>)>,
     procs: Processes,
-    announced: HashSet<u32>,
+    announced: KeySet<u32>,
     limits: BodyLimits,
     next_id: u64,
     id_prefix: String,
@@ -146,28 +148,28 @@ pub struct Tracker {
     /// socket accepted by a call that began before the probes attached): their bytes
     /// already in the ring are dropped. Forgotten when the fd is reused or the process
     /// ends.
-    not_tcp: HashSet<ConnKey>,
+    not_tcp: KeySet<ConnKey>,
 }
 
 impl Tracker {
     pub fn new(cfg: TrackerConfig, procs: Processes) -> Self {
         let prefix = format!("{:x}", Timestamp::now().0 / 1_000_000 % 0xfffff);
         Tracker {
-            conns: HashMap::new(),
-            ssl_to_fd: HashMap::new(),
-            by_pid: HashMap::new(),
+            conns: KeyMap::default(),
+            ssl_to_fd: KeyMap::default(),
+            by_pid: KeyMap::default(),
             est_by_sk: HashMap::new(),
             est_by_remote: HashMap::new(),
             est_order: VecDeque::new(),
             procs,
-            announced: HashSet::new(),
+            announced: KeySet::default(),
             limits: cfg.limits,
             next_id: 1,
             id_prefix: prefix,
             out: Vec::new(),
             lost_stream_bytes: 0,
             java: java::JavaState::default(),
-            not_tcp: HashSet::new(),
+            not_tcp: KeySet::default(),
         }
     }
 

@@ -145,6 +145,23 @@ fn egress_plaintext_exchange() {
     assert_eq!(tx.network.remote, "127.0.0.1:8080");
     assert_eq!(txs[0].summary.direction, Direction::Egress);
     assert_eq!(txs[0].summary.process.pid, me);
+    // the tracker's events (one summary shared by both halves) encode as serde_json
+    // encodes them
+    assert!(std::sync::Arc::ptr_eq(&txs[0].summary, &tx.summary));
+    for e in &evs {
+        let env = crate::events::Envelope {
+            ts: crate::events::Timestamp(1),
+            data: e.clone(),
+        };
+        let mut want = serde_json::to_value(&env).unwrap();
+        want["topic"] = e.topic().into();
+        let got = env.to_ndjson();
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&got).unwrap(),
+            want
+        );
+        assert_eq!(env.to_json(), serde_json::to_string(&env).unwrap());
+    }
     assert!(
         evs.iter()
             .any(|e| matches!(e, Event::ProcessStarted(p) if p.pid == me))

@@ -1,11 +1,13 @@
 //! One HTTP exchange on one connection → the contract's `request.http_transaction`.
 use super::Conn;
 use crate::attribution::ProcessInfo;
+use crate::events::json::u64_digits;
 use crate::events::{
     Body, Container, Direction, Headers, HttpTransaction, Network, Request, Response, Summary,
     Timing, Transaction,
 };
 use crate::http::Exchange;
+use std::net::SocketAddr;
 
 pub(super) fn header<'a>(h: &'a Headers, name: &str) -> Option<&'a str> {
     h.iter()
@@ -55,12 +57,36 @@ pub(super) fn url_parts(
             .to_string()
     };
     // CONNECT host:port and OPTIONS * keep their target as the path
-    let url = if target.starts_with('/') {
-        format!("{scheme}://{authority}{target}")
-    } else {
-        format!("{scheme}://{authority}")
+    let url = {
+        let path = if target.starts_with('/') { target } else { "" };
+        let mut url = String::with_capacity(scheme.len() + 3 + authority.len() + path.len());
+        url.push_str(scheme);
+        url.push_str("://");
+        url.push_str(&authority);
+        url.push_str(path);
+        url
     };
     (url, scheme.to_string(), authority, host, target.to_string())
+}
+
+/// `ip:port` as `SocketAddr`'s `Display` writes it, without `core::fmt` for IPv4.
+fn addr_string(a: &SocketAddr) -> String {
+    match a {
+        SocketAddr::V4(v4) => {
+            let mut s = String::with_capacity(21);
+            let mut buf = [0u8; 20];
+            for (i, o) in v4.ip().octets().into_iter().enumerate() {
+                if i > 0 {
+                    s.push('.');
+                }
+                s.push_str(u64_digits(u64::from(o), &mut buf));
+            }
+            s.push(':');
+            s.push_str(u64_digits(u64::from(v4.port()), &mut buf));
+            s
+        }
+        SocketAddr::V6(_) => a.to_string(),
+    }
 }
 
 pub(super) fn build(
@@ -69,14 +95,17 @@ pub(super) fn build(
     container: Option<Container>,
     ex: Exchange,
 ) -> HttpTransaction {
-    let fallback = match (c.direction, c.remote, c.local) {
-        (Some(Direction::Ingress), _, Some(l)) => l.to_string(),
-        (_, Some(r), _) => r.to_string(),
-        _ => String::new(),
+    let local = c.local.as_ref().map(addr_string).unwrap_or_default();
+    let remote = c.remote.as_ref().map(addr_string).unwrap_or_default();
+    let fallback = match (c.direction, c.local) {
+        (Some(Direction::Ingress), Some(_)) => &local,
+        _ => &remote,
     };
     let (method, target, req_version, req_headers, req_body) = match ex.request {
         Some(r) => {
-            let headers = r.all_headers();
+            // headers then trailers (`all_headers`), moved rather than copied
+            let mut headers = r.headers;
+            headers.extend(r.trailers);
             (r.method, r.target, r.version, headers, r.body)
         }
         None => (
@@ -89,9 +118,13 @@ pub(super) fn build(
     };
     // HTTP/2 carries the authority in the `:authority` pseudo-header
     let host_header = header(&req_headers, "host").or(header(&req_headers, ":authority"));
-    let (url, scheme, authority, host, path) = url_parts(&target, host_header, &fallback, c.tls);
+    let (url, scheme, authority, host, path) = url_parts(&target, host_header, fallback, c.tls);
     let response = ex.response.map(|r| Response {
-        headers: r.all_headers(),
+        headers: {
+            let mut h = r.headers;
+            h.extend(r.trailers);
+            h
+        },
         status: r.status,
         reason: r.reason,
         http_version: r.version,
@@ -101,8 +134,16 @@ pub(super) fn build(
         .as_ref()
         .and_then(|r| header(&r.headers, "content-type"))
         .map(str::to_string);
-    let summary = Summary {
-        id: format!("{}-{}", c.id, c.seq),
+    let summary = std::sync::Arc::new(Summary {
+        id: {
+            let mut buf = [0; 20];
+            let seq = u64_digits(c.seq, &mut buf);
+            let mut id = String::with_capacity(c.id.len() + 1 + seq.len());
+            id.push_str(&c.id);
+            id.push('-');
+            id.push_str(seq);
+            id
+        },
         connection_id: c.id.clone(),
         start: ex.start,
         duration_ms: ex.start.ms_until(ex.end),
@@ -119,7 +160,7 @@ pub(super) fn build(
         process: p.to_ref(),
         container,
         error: ex.error,
-    };
+    });
     let transaction = Transaction {
         summary: summary.clone(),
         request: Request {
@@ -140,8 +181,8 @@ pub(super) fn build(
             end: ex.end,
         },
         network: Network {
-            local: c.local.map(|a| a.to_string()).unwrap_or_default(),
-            remote: c.remote.map(|a| a.to_string()).unwrap_or_default(),
+            local,
+            remote,
             bytes_sent: c.bytes_sent,
             bytes_received: c.bytes_recv,
             tls_version: c.tls_version.clone(),
@@ -158,6 +199,21 @@ pub(super) fn build(
 #[cfg(test)]
 mod tests {
     use super::url_parts;
+
+    #[test]
+    fn addresses_as_display_writes_them() {
+        for a in [
+            "0.0.0.0:0",
+            "127.0.0.1:8080",
+            "255.255.255.255:65535",
+            "10.20.30.40:9",
+            "[::1]:443",
+            "[fe80::1%2]:80",
+        ] {
+            let a: std::net::SocketAddr = a.parse().unwrap();
+            assert_eq!(super::addr_string(&a), a.to_string());
+        }
+    }
 
     #[test]
     fn urls() {
