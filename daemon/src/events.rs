@@ -701,6 +701,19 @@ pub const TOPICS: &[&str] = &[
 ];
 
 impl Event {
+    /// HTTP body bytes the event carries (request and response bodies as captured); 0
+    /// for events without bodies. What a client that misses the event loses of the
+    /// traffic, counted without encoding it.
+    pub fn body_bytes(&self) -> u64 {
+        match self {
+            Event::HttpTransaction(t) => {
+                let tx = &t.transaction;
+                tx.request.body.captured + tx.response.as_ref().map_or(0, |r| r.body.captured)
+            }
+            _ => 0,
+        }
+    }
+
     pub fn topic(&self) -> &'static str {
         match self {
             Event::Connected(_) => "system.connected",

@@ -85,7 +85,7 @@ impl ClientQueue {
         }
         if st.frames.len() >= self.cap {
             st.dropped_events += 1;
-            st.dropped_bytes += entry.json().len() as u64;
+            st.dropped_bytes += entry.envelope().data.body_bytes();
             return Offer::Dropped;
         }
         if let Some(gap) = take_gap(&mut st) {
@@ -112,7 +112,9 @@ impl ClientQueue {
             }
             if st.frames.len() >= self.cap {
                 st.dropped_events += 1;
-                st.dropped_bytes += entry.json().len() as u64;
+                // counted without encoding the event: a client that falls behind must
+                // not make the publisher (the capture thread) do more work
+                st.dropped_bytes += entry.envelope().data.body_bytes();
                 dropped += 1;
                 continue;
             }
@@ -228,7 +230,16 @@ mod tests {
     #[test]
     fn full_queue_counts_and_reports_the_gap_in_place() {
         let q = ClientQueue::new(2, None);
-        let (a, b, c, d) = (ev(1), ev(2), ev(3), ev(4));
+        let (a, b, c) = (ev(1), ev(2), ev(3));
+        // a transaction with a 300-byte response body (docs/events.md's example)
+        let doc = include_str!("../../../docs/events.md");
+        let example = doc
+            .split("```json\n")
+            .find(|b| b.starts_with("{\"summary\""))
+            .and_then(|b| b.split("\n```").next())
+            .unwrap();
+        let tx: crate::events::HttpTransaction = serde_json::from_str(example).unwrap();
+        let d = Arc::new(Entry::new(Envelope::new(Event::HttpTransaction(Box::new(tx)))));
         assert_eq!(q.offer(&a), Offer::Queued);
         assert_eq!(q.offer(&b), Offer::Queued);
         assert_eq!(q.offer(&c), Offer::Dropped);
@@ -238,10 +249,15 @@ mod tests {
         let got = drain(&q);
         assert_eq!(got.len(), 3);
         assert_eq!((pid(&got[0]), pid(&got[1])), (Some(1), Some(2)));
+        assert!(
+            c.json.get().is_none() && d.json.get().is_none(),
+            "a dropped frame is not encoded"
+        );
         match &got[2].envelope().data {
             Event::Dropped(dr) => {
                 assert_eq!(dr.events, 2);
-                assert_eq!(dr.bytes, (c.json().len() + d.json().len()) as u64);
+                // the body bytes the missed frames carried (a process event has none)
+                assert_eq!(dr.bytes, 300);
                 assert_eq!(dr.reason, "slow-client");
             }
             other => panic!("expected system.dropped, got {other:?}"),
