@@ -34,6 +34,10 @@
 #     from an older commit for a before/after comparison; implies NO_BUILD=1)
 #   PERF=1 (perf record -a -g for 10 s during the first floor and the first qtap run;
 #           reports by process and symbol go to the work directory, which is then kept)
+#   BPF_STATS=1 (one extra qtap run per body, not in the medians, with the kernel's
+#           kernel.bpf_stats_enabled on: run count and average ns of each of qtap's
+#           programs, and their total CPU time; perf on this VM lands kernel samples on
+#           irq-enable points, so this is how the programs' own cost is seen)
 set -euo pipefail
 
 PORT=${PORT:-18443}
@@ -47,6 +51,7 @@ RATE=${RATE:-1000}
 RATE_SECONDS=${RATE_SECONDS:-20}
 RATE_CONNS=${RATE_CONNS:-16}
 PERF=${PERF:-0}
+BPF_STATS=${BPF_STATS:-0}
 
 ROOT=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../.." && pwd)
 QTAP=${QTAP:-$ROOT/target/release/qtap}
@@ -393,6 +398,55 @@ for path in $PATHS; do
     done
 done
 
+# ---------------------------------------------------------------- kernel programs' cost
+# bpf_prog_stats PATH: one qtap run under wrk with kernel.bpf_stats_enabled; appends a
+# Markdown table (program, runs, average ns, total ms) to $WORK/bpfstats.md
+bpf_prog_stats() {
+    local path=$1 before=$WORK/bpfstats-before.json after=$WORK/bpfstats-after.json
+    wait_quiet
+    start_qtap bpfstats
+    sysctl -qw kernel.bpf_stats_enabled=1
+    bpftool -j prog show >"$before"
+    run_wrk "$path" bpfstats
+    bpftool -j prog show >"$after"
+    sysctl -qw kernel.bpf_stats_enabled=0
+    stop_qtap
+    python3 - "$before" "$after" "$path" "$DURATION" "${LINE#* * }" >>"$WORK/bpfstats.md" <<'PY'
+import json, sys
+before = {p["id"]: p for p in json.load(open(sys.argv[1]))}
+after = json.load(open(sys.argv[2]))
+path, secs, rest = sys.argv[3], float(sys.argv[4]), sys.argv[5].split()
+rows, total = [], 0
+for p in after:
+    b = before.get(p["id"])
+    if b is None:
+        continue
+    dn = p.get("run_time_ns", 0) - b.get("run_time_ns", 0)
+    dc = p.get("run_cnt", 0) - b.get("run_cnt", 0)
+    if dc <= 0:
+        continue
+    total += dn
+    rows.append((dn, dc, p.get("name", "?")))
+rows.sort(reverse=True)
+reqs = float(rest[1]) if len(rest) > 1 else 0
+print(f"\n#### `{path}` ({rest[0]} req/s with stats on)\n")
+print("| program | runs | avg ns | total ms |")
+print("|---|---:|---:|---:|")
+for dn, dc, name in rows[:12]:
+    print(f"| {name} | {dc} | {dn / dc:.0f} | {dn / 1e6:.1f} |")
+per_req = f"; {total / reqs / 1000:.2f} µs per request" if reqs else ""
+print(f"\nAll programs: {total / 1e9:.2f} s of CPU in {secs:.0f} s "
+      f"({total / 1e9 / secs * 100:.1f} % of one core{per_req}).")
+PY
+}
+if [[ $BPF_STATS == 1 ]]; then
+    : >"$WORK/bpfstats.md"
+    for path in $PATHS; do
+        log "kernel program cost (bpf_stats) $path"
+        bpf_prog_stats "$path"
+    done
+fi
+
 # ---------------------------------------------------------------- fixed rate
 log "fixed rate: $RATE req/s for $RATE_SECONDS s with qtap attached"
 for ((try = 0; try <= RETRIES; try++)); do
@@ -517,6 +571,10 @@ cat <<EOF
 | load average before / after | $RL0 / $RL1 |
 | other tracing eBPF programs loaded at start or during the run | $RATE_FOREIGN |
 EOF
+if [[ $BPF_STATS == 1 && -s $WORK/bpfstats.md ]]; then
+    printf '\n### Kernel programs under saturation (`BPF_STATS=1`)\n\nOne extra `qtap trace` run per body with `kernel.bpf_stats_enabled=1` (the counting itself costs\nsome throughput; that run is not in the medians above):\n'
+    cat "$WORK/bpfstats.md"
+fi
 if [[ $PERF == 1 ]]; then
     for t in floor qtap; do
         [[ -e $WORK/perf-$t.data ]] || continue
