@@ -400,7 +400,7 @@ done
 
 # ---------------------------------------------------------------- kernel programs' cost
 # bpf_prog_stats PATH: one qtap run under wrk with kernel.bpf_stats_enabled; appends a
-# Markdown table (program, runs, average ns, total ms) to $WORK/bpfstats.md
+# Markdown table (program, runs, average ns, total ms) to $WORK/kernel-stats.md
 bpf_prog_stats() {
     local path=$1 before=$WORK/bpfstats-before.json after=$WORK/bpfstats-after.json
     wait_quiet
@@ -411,7 +411,7 @@ bpf_prog_stats() {
     bpftool -j prog show >"$after"
     sysctl -qw kernel.bpf_stats_enabled=0
     stop_qtap
-    python3 - "$before" "$after" "$path" "$DURATION" "${LINE#* * }" >>"$WORK/bpfstats.md" <<'PY'
+    python3 - "$before" "$after" "$path" "$DURATION" "${LINE#* * }" >>"$WORK/kernel-stats.md" <<'PY'
 import json, sys
 before = {p["id"]: p for p in json.load(open(sys.argv[1]))}
 after = json.load(open(sys.argv[2]))
@@ -440,7 +440,7 @@ print(f"\nAll programs: {total / 1e9:.2f} s of CPU in {secs:.0f} s "
 PY
 }
 if [[ $BPF_STATS == 1 ]]; then
-    : >"$WORK/bpfstats.md"
+    : >"$WORK/kernel-stats.md"
     for path in $PATHS; do
         log "kernel program cost (bpf_stats) $path"
         bpf_prog_stats "$path"
@@ -571,9 +571,9 @@ cat <<EOF
 | load average before / after | $RL0 / $RL1 |
 | other tracing eBPF programs loaded at start or during the run | $RATE_FOREIGN |
 EOF
-if [[ $BPF_STATS == 1 && -s $WORK/bpfstats.md ]]; then
+if [[ $BPF_STATS == 1 && -s $WORK/kernel-stats.md ]]; then
     printf '\n### Kernel programs under saturation (`BPF_STATS=1`)\n\nOne extra `qtap trace` run per body with `kernel.bpf_stats_enabled=1` (the counting itself costs\nsome throughput; that run is not in the medians above):\n'
-    cat "$WORK/bpfstats.md"
+    cat "$WORK/kernel-stats.md"
 fi
 if [[ $PERF == 1 ]]; then
     for t in floor qtap; do
