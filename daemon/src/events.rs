@@ -342,6 +342,27 @@ impl Summary {
     /// The fields of a summary, in order, into `st` (a summary object, or a transaction,
     /// which starts with them).
     fn serialize_fields<S: SerializeStruct>(&self, st: &mut S) -> Result<(), S::Error> {
+        // every field named (no `..`): a field added to `Summary` fails to compile here
+        // until it is written below
+        let Summary {
+            id: _,
+            connection_id: _,
+            start: _,
+            duration_ms: _,
+            direction: _,
+            method: _,
+            url: _,
+            host: _,
+            path: _,
+            status: _,
+            content_type: _,
+            request_size: _,
+            response_size: _,
+            tls: _,
+            process: _,
+            container: _,
+            error: _,
+        } = self;
         st.serialize_field("id", &self.id)?;
         st.serialize_field("connection_id", &self.connection_id)?;
         st.serialize_field("start", &self.start)?;
@@ -469,6 +490,16 @@ impl Serialize for OwnFields<'_> {
 
 impl Transaction {
     fn serialize_own_fields<S: SerializeStruct>(&self, st: &mut S) -> Result<(), S::Error> {
+        // every field named (no `..`): a field added to `Transaction` fails to compile
+        // here until it is written below (`summary` is written by its own impl)
+        let Transaction {
+            summary: _,
+            request: _,
+            response: _,
+            timing: _,
+            network: _,
+            grpc: _,
+        } = self;
         st.serialize_field("request", &self.request)?;
         if let Some(v) = &self.response {
             st.serialize_field("response", v)?;
