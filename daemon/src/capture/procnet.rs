@@ -78,6 +78,21 @@ pub fn tcp_table(proc_root: &Path, pid: u32) -> HashMap<u64, TcpEntry> {
     out
 }
 
+/// Inodes of the unix sockets in the network namespace of `pid` (`/proc/PID/net/unix`:
+/// `Num RefCount Protocol Flags Type St Inode Path`).
+pub fn unix_inodes(proc_root: &Path, pid: u32) -> std::collections::HashSet<u64> {
+    let text = std::fs::read_to_string(proc_root.join(pid.to_string()).join("net").join("unix"))
+        .unwrap_or_default();
+    parse_unix_inodes(&text)
+}
+
+fn parse_unix_inodes(text: &str) -> std::collections::HashSet<u64> {
+    text.lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(6)?.parse().ok())
+        .collect()
+}
+
 /// `socket:[12345]` → 12345.
 pub fn socket_inode(link: &str) -> Option<u64> {
     link.strip_prefix("socket:[")?
@@ -143,6 +158,28 @@ fn tcp_fds_where(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unix_socket_inodes_from_net_unix() {
+        let t = "Num       RefCount Protocol Flags    Type St Inode Path\n\
+                 0000000021034c1b: 00000002 00000000 00010000 0001 01 1793665 /var/run/docker.sock\n\
+                 000000000b555e6a: 00000003 00000000 00000000 0001 03  1146\n\
+                 garbage\n";
+        let got = parse_unix_inodes(t);
+        assert_eq!(got.len(), 2);
+        assert!(got.contains(&1_793_665) && got.contains(&1146));
+        // this process's own table holds a unix socket it makes
+        let dir = std::env::temp_dir().join(format!("qtap-unix-inodes-{}", std::process::id()));
+        let _ = std::fs::remove_file(&dir);
+        let l = std::os::unix::net::UnixListener::bind(&dir).unwrap();
+        let me = std::process::id();
+        let ino = {
+            use std::os::fd::AsRawFd as _;
+            fd_socket_inode(Path::new("/proc"), me, l.as_raw_fd()).unwrap()
+        };
+        assert!(unix_inodes(Path::new("/proc"), me).contains(&ino));
+        let _ = std::fs::remove_file(&dir);
+    }
 
     #[test]
     fn parses_v4_and_v6_tables() {

@@ -239,7 +239,9 @@ mod tests {
             .and_then(|b| b.split("\n```").next())
             .unwrap();
         let tx: crate::events::HttpTransaction = serde_json::from_str(example).unwrap();
-        let d = Arc::new(Entry::new(Envelope::new(Event::HttpTransaction(Box::new(tx)))));
+        let d = Arc::new(Entry::new(Envelope::new(Event::HttpTransaction(Box::new(
+            tx,
+        )))));
         assert_eq!(q.offer(&a), Offer::Queued);
         assert_eq!(q.offer(&b), Offer::Queued);
         assert_eq!(q.offer(&c), Offer::Dropped);

@@ -144,11 +144,11 @@ pub struct Tracker {
     out: Vec<Event>,
     lost_stream_bytes: u64,
     java: java::JavaState,
-    /// Sockets accepted without a known address that /proc showed are not TCP (a unix
-    /// socket accepted by a call that began before the probes attached): their bytes
-    /// already in the ring are dropped. Forgotten when the fd is reused or the process
+    /// Sockets accepted without a known address that /proc showed are unix sockets
+    /// (accepted by a call that began before the probes attached): their bytes already
+    /// in the ring are dropped. Forgotten when the fd is reused or the process
     /// ends.
-    not_tcp: KeySet<ConnKey>,
+    unix_fds: KeySet<ConnKey>,
 }
 
 impl Tracker {
@@ -169,7 +169,7 @@ impl Tracker {
             out: Vec::new(),
             lost_stream_bytes: 0,
             java: java::JavaState::default(),
-            not_tcp: KeySet::default(),
+            unix_fds: KeySet::default(),
         }
     }
 
@@ -339,7 +339,7 @@ impl Tracker {
                     self.close_key(key, ts, None);
                 }
                 self.ssl_to_fd.retain(|(p, _), _| *p != pid);
-                self.not_tcp
+                self.unix_fds
                     .retain(|k| !matches!(k, ConnKey::Fd(p, _) if *p == pid));
                 self.java_exit(pid);
                 let _ = self.procs.exit(pid, &comm);
@@ -401,7 +401,7 @@ impl Tracker {
         ts: Timestamp,
         k: &mut dyn KernelControl,
     ) {
-        if self.not_tcp.contains(&key) {
+        if self.unix_fds.contains(&key) {
             return;
         }
         if !self.conns.contains_key(&key) {

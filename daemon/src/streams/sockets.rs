@@ -21,7 +21,7 @@ impl Tracker {
         sk: u64,
     ) {
         let key = ConnKey::Fd(pid, fd);
-        self.not_tcp.remove(&key);
+        self.unix_fds.remove(&key);
         self.close_key(key, ts, None);
         let pending = self.est_by_sk.remove(&sk);
         let c = self.new_conn(key, pid, fd, ts);
@@ -46,11 +46,11 @@ impl Tracker {
         k: &mut dyn KernelControl,
     ) {
         let key = ConnKey::Fd(pid, fd);
-        self.not_tcp.remove(&key);
+        self.unix_fds.remove(&key);
         self.close_key(key, ts, None);
-        if remote.is_none() && self.socket_is_not_tcp(pid, fd) {
+        if remote.is_none() && self.socket_is_unix(pid, fd) {
             k.set_sock_state(pid, fd, None);
-            self.not_tcp.insert(key);
+            self.unix_fds.insert(key);
             return;
         }
         let local = remote.and_then(|r| self.est_by_remote.remove(&r)).flatten();
@@ -183,12 +183,14 @@ impl Tracker {
         Some(hit)
     }
 
-    /// `fd` of `pid` is a socket that /proc's TCP tables do not list (unix, UDP, ...).
-    /// False when unsure (the fd is gone or not a socket).
-    fn socket_is_not_tcp(&self, pid: u32, fd: i32) -> bool {
+    /// `fd` of `pid` is a unix socket (accept(2) gives stream sockets: TCP or unix). Asked
+    /// positively: a TCP socket its server already closed has left /proc's TCP table (an
+    /// orphaned socket is listed with inode 0), and must not be taken for a unix one.
+    /// False when unsure (the fd is gone, or not a socket).
+    fn socket_is_unix(&self, pid: u32, fd: i32) -> bool {
         let root = std::path::Path::new("/proc");
         crate::capture::procnet::fd_socket_inode(root, pid, fd)
-            .is_some_and(|ino| !crate::capture::procnet::tcp_table(root, pid).contains_key(&ino))
+            .is_some_and(|ino| crate::capture::procnet::unix_inodes(root, pid).contains(&ino))
     }
 
     /// Addresses and direction of a socket first seen through its data (open before
