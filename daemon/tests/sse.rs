@@ -180,7 +180,9 @@ fn stalled_client_next_to_fast_one() {
                 let d = &f.data["data"];
                 assert_eq!(d["reason"], "slow-client");
                 let events = d["events"].as_u64().unwrap();
-                assert!(d["bytes"].as_u64().unwrap() > 16 * 1024 * events, "{d}");
+                // `bytes` counts the HTTP bodies the missed frames carried: process
+                // events carry none (however large their cmdline)
+                assert_eq!(d["bytes"], 0, "{d}");
                 break events;
             }
             other => panic!("unexpected {other}"),
