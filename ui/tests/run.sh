@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the UI tests: unit tests of the pure modules, then the browser tests in headless
-# Chromium. Installs the npm test dependency (playwright-core) when it is missing.
+# Chromium. Installs the npm test dependencies (playwright-core; ajv, ajv-formats and
+# har-schema for the HAR 1.2 schema check) when one is missing.
 #   bash ui/tests/run.sh            # fixture server
 #   QTAP_URL=http://localhost:10001 bash ui/tests/run.sh   # against a running daemon
 # Env: CHROMIUM (default /usr/bin/chromium), SKIP_BROWSER=1 to run the unit tests only,
@@ -23,7 +24,11 @@ if [[ "${SKIP_BROWSER:-}" == 1 ]]; then
   exit "$status"
 fi
 
-if [[ ! -d node_modules/playwright-core ]]; then
+need_install=0
+for dep in playwright-core ajv ajv-formats har-schema; do
+  [[ -d node_modules/$dep ]] || need_install=1
+done
+if [[ $need_install == 1 ]]; then
   echo "== installing test dependencies (npm ci)"
   npm ci --no-audit --no-fund --loglevel=error
 fi

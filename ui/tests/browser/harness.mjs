@@ -7,6 +7,10 @@
 // rows, drops, a daemon stop — are skipped then; see `h.real`).
 import { chromium } from 'playwright-core';
 import http from 'node:http';
+import https from 'node:https';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import zlib from 'node:zlib';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -104,7 +108,7 @@ export async function viewCount(page) {
 export async function startTrafficTarget() {
   const png = pngBytes();
   const bin = binaryBytes();
-  const server = http.createServer((req, res) => {
+  const handler = (req, res) => {
     let data = [];
     req.on('data', (c) => data.push(c));
     req.on('end', () => {
@@ -131,12 +135,22 @@ export async function startTrafficTarget() {
         case '/slow/report': return req.socket.destroy();
         case '/v2/notes/7': return json(200, { ok: true });
         case '/old-page': res.writeHead(302, { Location: '/new-page', 'Content-Length': '0' }); return res.end();
+        case '/secure/ping': return json(200, { secure: true, tls: req.socket.getProtocol?.() || null });
         default: res.writeHead(404); return res.end();
       }
     });
-  });
+  };
+  const server = http.createServer(handler);
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
   const t = `http://127.0.0.1:${server.address().port}`;
+  // the same over TLS, with a throw-away self-signed certificate
+  const dir = await mkdtemp(join(tmpdir(), 'qtap-ui-tls-'));
+  await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=localhost',
+    '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')]);
+  const tlsServer = https.createServer({ key: await readFile(join(dir, 'key.pem')), cert: await readFile(join(dir, 'cert.pem')) }, handler);
+  await rm(dir, { recursive: true, force: true });
+  await new Promise((r) => tlsServer.listen(0, '127.0.0.1', r));
+  const tlsPort = tlsServer.address().port;
   const curl = (...args) => run('curl', ['-s', '-o', '/dev/null', '--max-time', '5', ...args]).catch(() => {});
   return {
     url: t,
@@ -153,6 +167,11 @@ export async function startTrafficTarget() {
       await curl('-X', 'PUT', '-H', `X-Note: it's "quoted" $HOME \`x\``, '-H', 'Content-Type: text/plain', '-H', 'X-Empty;', '--data-binary', "line one\nit's line two\n", `${t}/v2/notes/7`);
       await curl(`${t}/old-page`);
     },
-    close: () => new Promise((r) => { server.closeAllConnections?.(); server.close(r); }),
+    /** One real curl over TLS to `path` with `Authorization: auth`; resolves when curl has exited. */
+    async tls(path, auth) {
+      await run('curl', ['-sk', '-o', '/dev/null', '--max-time', '5', '--http1.1', '-H', `Authorization: ${auth}`,
+        '--resolve', `localhost:${tlsPort}:127.0.0.1`, `https://localhost:${tlsPort}${path}`]);
+    },
+    close: () => Promise.all([server, tlsServer].map((x) => new Promise((r) => { x.closeAllConnections?.(); x.close(r); }))),
   };
 }

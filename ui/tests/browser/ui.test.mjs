@@ -7,6 +7,7 @@ import { setup, row, viewCount } from './harness.mjs';
 import { toHar } from '../../har.js';
 import { makeRecord } from '../../store.js';
 import { basicTransactions, AUTH } from '../fixtures.mjs';
+import { harErrors } from '../har-schema.mjs';
 
 let h;
 before(async () => {
@@ -17,6 +18,7 @@ after(async () => {
 });
 
 const fixtureOnly = () => (process.env.QTAP_URL ? 'needs the fixture server (QTAP_URL is set)' : false);
+const realOnly = () => (process.env.QTAP_URL ? false : 'needs a real daemon (QTAP_URL): the fixture server captures nothing');
 
 /** Opens a page, runs `fn`, closes it and asserts the page stayed clean. */
 async function withPage(fn, opts = {}) {
@@ -81,6 +83,26 @@ test('rows appear as transactions complete, with the right columns', async () =>
       assert.equal(Math.min(...lefts), 0);
       assert.ok(Math.max(...lefts) > 20, `bars spread over the range: ${lefts}`);
     }
+  });
+});
+
+test('a real curl over TLS appears as a row within a second, with its exact Authorization header and body', { skip: realOnly() }, async () => {
+  await withPage(async (page) => {
+    const auth = `Bearer tls-${process.pid}-${Date.now()}`;
+    await h.target.tls('/secure/ping', auth);
+    const done = Date.now();
+    await row(page, 'ping').first().waitFor({ timeout: 10000 });
+    const ms = Date.now() - done;
+    assert.ok(ms < 1000, `the row appeared ${ms} ms after curl exited`);
+    await row(page, 'ping').first().click();
+    await page.locator('#detail:not([hidden])').waitFor();
+    const t = await detailText(page);
+    assert.match(t, /Request URL\s+https:\/\/localhost:\d+\/secure\/ping/);
+    assert.match(t, /Status Code\s+200/);
+    assert.match(t, /TLS\s+TLSv1\.[23]/);
+    assert.match(t, new RegExp(`Authorization:\\s+${auth}`));
+    await openTab(page, 'response');
+    await until(async () => /"secure": true/.test(await detailText(page)), 'decrypted response body');
   });
 });
 
@@ -350,13 +372,15 @@ test('Copy as cURL gives a shell-quoted command with every header and the body',
   });
 });
 
-test('HAR export downloads valid HAR 1.2 with the entries (all and filtered)', async () => {
+test('HAR export downloads valid HAR 1.2 with the entries (all and filtered), and re-imports', async () => {
   await withPage(async (page) => {
     await loadBasic(page);
     const total = await viewCount(page);
     const [dl] = await Promise.all([page.waitForEvent('download'), page.locator('#export-all').click()]);
     assert.match(dl.suggestedFilename(), /^qtap-.*\.har$/);
-    const har = JSON.parse(await readFile(await dl.path(), 'utf8'));
+    const exported = await readFile(await dl.path(), 'utf8');
+    const har = JSON.parse(exported);
+    assert.deepEqual(harErrors(har), [], 'valid against the HAR 1.2 schema');
     assert.equal(har.log.version, '1.2');
     assert.equal(har.log.creator.name, 'qtap-devtools');
     assert.equal(har.log.entries.length, total);
@@ -373,6 +397,22 @@ test('HAR export downloads valid HAR 1.2 with the entries (all and filtered)', a
     const har2 = JSON.parse(await readFile(await dl2.path(), 'utf8'));
     assert.equal(har2.log.entries.length, shown);
     assert.ok(har2.log.entries.every((e) => e.response.status >= 500));
+    assert.deepEqual(harErrors(har2), [], 'the filtered export is valid HAR 1.2 too');
+
+    // the export imports back: every entry shows again, as an imported row
+    await page.locator('#classes [data-class="5xx"]').click();
+    await until(async () => (await viewCount(page)) === total, 'filter off');
+    await page.locator('#har-file').setInputFiles({ name: 'exported.har', mimeType: 'application/json', buffer: Buffer.from(exported) });
+    await until(async () => (await viewCount(page)) === 2 * total, `${total} imported beside ${total} live`);
+    assert.match(await page.locator('#imported-chip').textContent(), new RegExp(`exported\\.har \\(${total}\\)`));
+    await page.locator('#pick-source').selectOption('imported');
+    await until(async () => (await viewCount(page)) === total, 'imported only');
+    const names = async () => (await page.locator('.grid-rows .row .name-text').allInnerTexts()).sort();
+    await page.locator('#pick-source').selectOption('live');
+    await until(async () => (await viewCount(page)) === total, 'live only');
+    const live = await names();
+    await page.locator('#pick-source').selectOption('imported');
+    await until(async () => (await names()).join() === live.join(), 'the imported rows name the same requests');
   });
 });
 

@@ -21,7 +21,8 @@ function parseStructs(src) {
     let skippable = false;
     for (const line of m[2].split('\n')) {
       const t = line.trim();
-      if (t.startsWith('#[serde(flatten)]')) flatten = true;
+      // `#[serde(flatten)]`, also with other options: `#[serde(flatten, deserialize_with = …)]`
+      if (/^#\[serde\((?:[^\]]*[\s,])?flatten\b/.test(t)) flatten = true;
       if (t.startsWith('#[serde(') && t.includes('skip_serializing_if')) skippable = true;
       const f = /^pub (\w+): (.+),$/.exec(t);
       if (f) {
@@ -44,7 +45,7 @@ const TOPIC_TYPES = {
 const TS = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$/;
 
 function checker(structs) {
-  const inner = (type) => type.replace(/^(Option|Vec|Box)<(.+)>$/, '$2');
+  const inner = (type) => type.replace(/^(Option|Vec|Box|Arc)<(.+)>$/, '$2');
   const fieldsOf = (name) => structs[name].flatMap((f) => (f.flatten ? fieldsOf(inner(f.type)) : [f]));
   function checkValue(v, type, where) {
     const t = inner(type);
