@@ -98,12 +98,17 @@ fn two_containers_each_attributed_and_their_libssl_listed() {
         let ctr = Ctr::named(HOST_SOCKET, name);
         let name = ctr.name.clone();
         let tok = token(&name);
-        // one request, then stay up (for the second trace below)
+        // one request, then stay up (for the second trace below). The container's own
+        // libssl is probed within a second of curl's exec (the product's promise), so the
+        // request with the token is curl's second transfer, a second after its first
+        // (`--rate 1/s`): a first transfer made before the probe is attached is allowed
+        // to go unseen.
         sh(docker(HOST_SOCKET)
             .args(["run", "-d", "--name", &name, "--network", "host", img])
             .args(["dash", "-c"])
             .arg(format!(
-                "curl -sSk --http1.1 -H 'Authorization: Bearer {tok}' https://127.0.0.1:{port}/json; exec sleep 300"
+                "curl -sSk --http1.1 --rate 1/s -o /dev/null https://127.0.0.1:{port}/warm-up \
+                 --next -sSk --http1.1 -H 'Authorization: Bearer {tok}' https://127.0.0.1:{port}/json; exec sleep 300"
             )));
         ctrs.push(ctr);
         toks.push((tok, name, img));
