@@ -158,7 +158,12 @@ export class DetailPane {
     general.querySelector('.kv-row:nth-child(3) .kv-v')?.classList.toggle('status-error', s.status == null || s.status >= 400);
     if (g) general.querySelector('.kv-row:nth-child(4) .kv-v')?.classList.toggle('status-error', g.status !== 0);
     const headerText = (hs) => (hs || []).map(([k, v]) => `${k}: ${v}`).join('\n');
-    const out = [this.section('General', general, { copy: () => `Request URL: ${s.url}\nRequest Method: ${s.method}\nStatus Code: ${status}\nRemote Address: ${net.remote || ''}` })];
+    const out = [];
+    if (rec.source === 'imported' && Array.isArray(tx.import_notes) && tx.import_notes.length) {
+      const list = el('ul', { className: 'import-notes' }, tx.import_notes.map((n) => el('li', {}, n)));
+      out.push(this.section('Changed on import', [el('div', { className: 'note warn' }, 'This HAR entry held fields of the wrong type, too large, or with control characters; they were dropped or changed:'), list], { cls: 'import-notes-section' }));
+    }
+    out.push(this.section('General', general, { copy: () => `Request URL: ${s.url}\nRequest Method: ${s.method}\nStatus Code: ${status}\nRemote Address: ${net.remote || ''}` }));
     out.push(this.section(`Request Headers (${(req.headers || []).length})`, this.headerList(req.headers), { copy: () => headerText(req.headers), cls: 'req-headers' }));
     out.push(
       res

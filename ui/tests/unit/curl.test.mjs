@@ -36,7 +36,7 @@ test('all headers, Authorization included, exact values', () => {
   assert.equal(args[1], 'PUT');
   assert.equal(args[2], 'http://notes.internal:8081/v2/notes/7');
   assert.deepEqual(headersOf(args), ['Host: notes.internal:8081', `X-Note: it's "quoted" $HOME \`x\``, 'Content-Type: text/plain', 'X-Empty;']);
-  assert.equal(args[args.indexOf('--data-binary') + 1], "line one\nit's line two\n");
+  assert.equal(args[args.indexOf('--data-raw') + 1], "line one\nit's line two\n");
 
   const gh = toCurl(basicTransactions()[0].transaction);
   const a2 = runCurl(gh).args;
