@@ -381,7 +381,9 @@ function importEntry(e, id) {
   if (status !== undefined) summary.status = status;
   if (ct) summary.content_type = ct;
   if (q.container !== undefined && q.container !== null) {
-    summary.container = readStrings(readObject(q.container, '_qtap.container', notes), ['id', 'name', 'image', 'runtime', 'service', 'pod', 'namespace'], '_qtap.container', notes);
+    const c = readObject(q.container, '_qtap.container', notes);
+    // id and runtime are always there in an event (docs/events.md); the rest when known
+    if (Object.keys(c).length) summary.container = { id: '', runtime: '', ...readStrings(c, ['id', 'name', 'image', 'runtime', 'service', 'pod', 'namespace'], '_qtap.container', notes) };
   }
   if (status === undefined) summary.error = error || 'no response in the HAR entry';
 

@@ -114,6 +114,7 @@ export function shapeProblems({ summary, tx }) {
   if (summary.error !== undefined) str(summary.error, 'summary.error');
   num(summary.process.pid, 'process.pid');
   for (const k of ['exe', 'name', 'user']) str(summary.process[k], `process.${k}`);
+  if (summary.container) for (const k of ['id', 'runtime']) str(summary.container[k], `container.${k}`); // required in events
   for (const [k, v] of Object.entries(summary.container || {})) str(v, `container.${k}`);
   for (const [side, m] of [['request', tx.request], ['response', tx.response]]) {
     if (!m) continue;
