@@ -36,13 +36,21 @@ export function shellSandbox() {
      * `{syntaxOk, status, stderr, calls: [{argv, stdin}], leftovers}`: `leftovers` are the
      * files the command created in its working directory (none for a harmless command).
      */
-    run(cmd) {
+    run(cmd, { interactive = false } = {}) {
       const cwd = join(root, `w${++n}`);
       mkdirSync(cwd);
       for (const f of readdirSync(calls)) rmSync(join(calls, f));
-      const env = { PATH: `${bin}:/usr/bin:/bin`, HOME: cwd, LC_ALL: 'C.UTF-8', QTAP_FAKE_CALLS: calls };
-      const syntax = spawnSync('bash', ['-n', '-c', cmd], { cwd, env, encoding: 'buffer', timeout: 10000 });
-      const r = spawnSync('bash', ['-c', cmd], { cwd, env, encoding: 'buffer', stdio: ['ignore', 'pipe', 'pipe'], timeout: 10000 });
+      const env = { PATH: `${bin}:/usr/bin:/bin`, HOME: cwd, LC_ALL: 'C.UTF-8', QTAP_FAKE_CALLS: calls, PS1: '', PS2: '', HISTFILE: '' };
+      // from a file: one argument (`bash -c cmd`) may hold only 128 KiB
+      const file = join(root, `cmd${n}.sh`);
+      writeFileSync(file, cmd);
+      const syntax = spawnSync('bash', ['-n', file], { cwd, env, encoding: 'buffer', timeout: 10000 });
+      // interactive: the command typed in as a paste without bracketed paste would be, line
+      // by line, with history expansion (`!`) on
+      const r = interactive
+        ? spawnSync('bash', ['--norc', '--noprofile', '-i'], { cwd, env, encoding: 'buffer', input: Buffer.from(`${cmd}\n`, 'utf8'), timeout: 10000, maxBuffer: 64 * 1024 * 1024 })
+        : spawnSync('bash', [file], { cwd, env, encoding: 'buffer', stdio: ['ignore', 'pipe', 'pipe'], timeout: 10000, maxBuffer: 64 * 1024 * 1024 });
+      rmSync(file);
       const out = [];
       for (const f of readdirSync(calls).filter((x) => !x.endsWith('.stdin')).sort()) {
         const argv = readFileSync(join(calls, f)).toString('utf8').split('\0').slice(0, -1);
@@ -152,7 +160,8 @@ export function expectedRequest(tx) {
 
 /**
  * Problems with a copied command: it must parse, run as exactly one curl call with the
- * expected argv, print nothing to stderr, leave no file behind; its comment lines must be
+ * expected argv, print nothing to stderr, leave no file behind, and do the same when typed
+ * into an interactive bash; its comment lines must be
  * printable ASCII; no raw control character anywhere.
  */
 export function commandProblems(sandbox, cmd, tx) {
@@ -175,6 +184,12 @@ export function commandProblems(sandbox, cmd, tx) {
     got = parseCurlArgv(r.calls[0].argv);
   } catch (e) {
     return [...bad, e.message];
+  }
+  // the same typed into an interactive shell (its stderr holds job-control chatter)
+  const ri = sandbox.run(cmd, { interactive: true });
+  if (ri.leftovers.length) bad.push(`interactive: left files behind: ${ri.leftovers.join(', ')}`);
+  if (JSON.stringify(ri.calls.map((c) => [c.argv, c.stdin && c.stdin.toString('base64')])) !== JSON.stringify(r.calls.map((c) => [c.argv, c.stdin && c.stdin.toString('base64')]))) {
+    bad.push(`interactive: other curl calls: ${JSON.stringify(ri.calls.map((c) => c.argv))}`);
   }
   const want = expectedRequest(tx);
   const eq = (a, b, what) => (JSON.stringify(a) === JSON.stringify(b) ? null : bad.push(`${what}: got ${JSON.stringify(a)}, want ${JSON.stringify(b)}`));

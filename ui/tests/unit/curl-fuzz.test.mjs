@@ -3,7 +3,7 @@
 // by a real bash with a fake curl first in PATH is exactly one curl call with the expected
 // argv and body, writes nothing to stderr and leaves no file behind.
 // QTAP_FUZZ_SEED=n reproduces a run (the seed is in every failure message); QTAP_FUZZ_CASES
-// sets the number of cases per test (default 150).
+// sets the number of cases per test (default 100).
 import test, { after } from 'node:test';
 import assert from 'node:assert/strict';
 import { importHar } from '../../har-import.js';
@@ -13,7 +13,7 @@ import { shapeProblems, expectedLine } from '../malicious-har.mjs';
 import { prng, gen, randomEntry } from '../har-fuzz.mjs';
 
 const SEED = Number(process.env.QTAP_FUZZ_SEED) || Date.now() % 2 ** 31;
-const CASES = Number(process.env.QTAP_FUZZ_CASES) || 150;
+const CASES = Number(process.env.QTAP_FUZZ_CASES) || 100;
 const sandbox = shellSandbox();
 after(() => sandbox.close());
 
