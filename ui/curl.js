@@ -1,27 +1,28 @@
 // "Copy as cURL": a POSIX shell command line that repeats a captured request. Pure.
 // The command is pasted into a terminal, and what it holds came from traffic or from an
 // imported HAR file, either of which a stranger can shape. So: every such value is one
-// quoted shell word; nothing of it reaches a `#` comment line (only fixed text, numbers and
-// allow-listed codings do); no raw control character is in the text at all, so nothing can
-// end a line or drive the terminal's line editor on paste; and curl gets no argument it would
+// quoted shell word on one line; nothing of it reaches a `#` comment line (only fixed text,
+// numbers and allow-listed codings do); no raw control character is in the text at all, so
+// nothing can end a line or drive the terminal's line editor on paste; and curl gets no argument it would
 // read as an option or as a file name (`--url` for an odd URL, `--data-raw`, never a header
 // name that is not an HTTP token, since `-H @file` reads a file).
 import { b64ToBytes } from './util.js';
 
 // words that need no quotes in bash, zsh, dash (a leading `=` is expanded by zsh, `~` by all)
 const SAFE = /^[A-Za-z0-9_/.:@%+,-][A-Za-z0-9_/.:=@%+,-]*$/;
-// never raw in the copied text: C0 controls but LF, DEL, C1 controls (NEL), LINE and
+// never raw inside a word: C0 controls (LF too), DEL, C1 controls (NEL), LINE and
 // PARAGRAPH SEPARATOR, bidi embeddings/overrides/isolates, BOM
 // eslint-disable-next-line no-control-regex
-const UNSAFE = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]/;
+const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]/;
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const CODINGS = /^[A-Za-z0-9._-]{1,24}(?:, ?[A-Za-z0-9._-]{1,24}){0,4}$/;
 const PIPE_ABOVE = 64 * 1024; // bodies larger than this go through stdin (one argument is capped at 128 KiB)
 
 /**
- * Quotes one shell word. Plain text goes in '…' (a line break inside is literal); text with
- * any other control or invisible-format character in $'…' with escapes. NUL cannot be in an
- * argument: it becomes U+FFFD, as does invalid UTF-16.
+ * Quotes one shell word. Plain text goes in '…'; text with a line break or any other control
+ * or invisible-format character in $'…' with escapes, so that a word never spans lines: an
+ * interactive bash reads a pasted line that starts with `^` as a history substitution, even
+ * inside an open quote. NUL cannot be in an argument: it becomes U+FFFD, as does invalid UTF-16.
  */
 export function shellQuote(s) {
   s = String(s);

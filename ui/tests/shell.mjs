@@ -173,6 +173,10 @@ export function commandProblems(sandbox, cmd, tx) {
   const comments = lines.slice(0, lines.findIndex((l) => !l.startsWith('#')));
   for (const line of comments) if (!/^# [\x20-\x7e]*$/.test(line)) bad.push(`comment line ${JSON.stringify(line)}`);
   if (!/^(curl|printf) /.test(lines[comments.length])) bad.push(`the first line after the comments is not the command: ${JSON.stringify(lines[comments.length])}`);
+  // no word spans lines: each line but the last ends in a continuation (an interactive bash
+  // reads a pasted line starting with `^` as a history substitution, inside a quote too)
+  const body = lines.slice(comments.length);
+  if (!body.slice(0, -1).every((l) => l.endsWith(' \\')) || body.at(-1).endsWith('\\')) bad.push('a line break inside a word');
   const r = sandbox.run(cmd);
   if (!r.syntaxOk) bad.push('bash -n refused it');
   if (r.status !== 0) bad.push(`exit status ${r.status}`);

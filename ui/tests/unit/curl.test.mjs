@@ -86,7 +86,7 @@ test('a body over 64 KiB goes through stdin (one argument may hold only 128 KiB)
   const text = `it's "big" $(x) \n`.repeat(8000); // 144 KB
   const tx = transaction({ id: 'big', method: 'POST', host: 'h', path: '/', reqBody: body(text) }).transaction;
   const cmd = toCurl(tx);
-  assert.match(cmd, /^printf %s '/);
+  assert.match(cmd, /^printf %s \$'/);
   const { args, stdin } = runCurl(cmd);
   assert.deepEqual(args.slice(-2), ['--data-binary', '@-']);
   assert.equal(stdin.toString('utf8'), text);
