@@ -158,19 +158,22 @@ export class DetailPane {
     general.querySelector('.kv-row:nth-child(3) .kv-v')?.classList.toggle('status-error', s.status == null || s.status >= 400);
     if (g) general.querySelector('.kv-row:nth-child(4) .kv-v')?.classList.toggle('status-error', g.status !== 0);
     const headerText = (hs) => (hs || []).map(([k, v]) => `${k}: ${v}`).join('\n');
-    const out = [];
-    if (rec.source === 'imported' && Array.isArray(tx.import_notes) && tx.import_notes.length) {
-      const list = el('ul', { className: 'import-notes' }, tx.import_notes.map((n) => el('li', {}, n)));
-      out.push(this.section('Changed on import', [el('div', { className: 'note warn' }, 'This HAR entry held fields of the wrong type, too large, or with control characters; they were dropped or changed:'), list], { cls: 'import-notes-section' }));
-    }
-    out.push(this.section('General', general, { copy: () => `Request URL: ${s.url}\nRequest Method: ${s.method}\nStatus Code: ${status}\nRemote Address: ${net.remote || ''}` }));
+    const out = [this.section('General', general, { copy: () => `Request URL: ${s.url}\nRequest Method: ${s.method}\nStatus Code: ${status}\nRemote Address: ${net.remote || ''}` })];
     out.push(this.section(`Request Headers (${(req.headers || []).length})`, this.headerList(req.headers), { copy: () => headerText(req.headers), cls: 'req-headers' }));
     out.push(
       res
         ? this.section(`Response Headers (${res.headers.length})`, this.headerList(res.headers), { copy: () => headerText(res.headers), cls: 'res-headers' })
         : this.section('Response Headers', el('div', { className: 'muted' }, s.error || 'No response was seen'), { cls: 'res-headers' }),
     );
+    if (rec.source === 'imported' && Array.isArray(tx.import_notes) && tx.import_notes.length) out.unshift(this.importNotes(tx.import_notes));
     return out;
+  }
+
+  /** What the HAR import dropped or changed in this entry (har-import.js). */
+  importNotes(notes) {
+    const list = el('ul', { className: 'import-notes' }, notes.map((n) => el('li', {}, n)));
+    const why = el('div', { className: 'note warn' }, 'This HAR entry held fields of the wrong type, too large, or with control characters; they were dropped or changed:');
+    return this.section('Changed on import', [why, list], { cls: 'import-notes-section' });
   }
 
   payloadTab(rec) {
