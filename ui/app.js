@@ -4,7 +4,8 @@ import { Stream } from './stream.js';
 import { VirtualTable } from './table.js';
 import { DetailPane } from './detail.js';
 import { toCurl } from './curl.js';
-import { toHar, fromHar, findCounterpart } from './har.js';
+import { toHar, findCounterpart } from './har.js';
+import { importHar, IMPORT_LIMITS } from './har-import.js';
 import { el, clear, copyText, download, toast } from './dom.js';
 import { fmtBytes, fileStamp } from './util.js';
 
@@ -252,13 +253,21 @@ $('#har-file').addEventListener('change', async (e) => {
   e.target.value = '';
   for (const file of files) {
     try {
-      const pairs = fromHar(await file.text(), { idPrefix: `import${++importCount}` });
-      for (const { summary, tx } of pairs) {
+      if (file.size > IMPORT_LIMITS.fileBytes) throw new Error(`${fmtBytes(file.size)} is more than the ${fmtBytes(IMPORT_LIMITS.fileBytes)} an import may be`);
+      const { entries, notes } = importHar(await file.text(), { idPrefix: `import${++importCount}` });
+      let changed = 0;
+      for (const { summary, tx } of entries) {
         const rec = makeRecord(summary, tx, 'imported');
         rec.file = file.name;
         imported.add(rec);
+        if (tx.import_notes) changed++;
       }
-      toast(`Imported ${pairs.length} request${pairs.length === 1 ? '' : 's'} from ${file.name}`);
+      const n = entries.length;
+      const more = [
+        changed && `${changed} with fields dropped or changed (see their Headers tab)`,
+        notes.length && `${notes.slice(0, 3).join('; ')}${notes.length > 3 ? '; …' : ''}`,
+      ].filter(Boolean);
+      toast(`Imported ${n} request${n === 1 ? '' : 's'} from ${file.name}${more.length ? ` — ${more.join('; ')}` : ''}`);
     } catch (err) {
       toast(`Cannot import ${file.name}: ${err.message}`);
     }

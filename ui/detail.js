@@ -165,7 +165,15 @@ export class DetailPane {
         ? this.section(`Response Headers (${res.headers.length})`, this.headerList(res.headers), { copy: () => headerText(res.headers), cls: 'res-headers' })
         : this.section('Response Headers', el('div', { className: 'muted' }, s.error || 'No response was seen'), { cls: 'res-headers' }),
     );
+    if (rec.source === 'imported' && Array.isArray(tx.import_notes) && tx.import_notes.length) out.unshift(this.importNotes(tx.import_notes));
     return out;
+  }
+
+  /** What the HAR import dropped or changed in this entry (har-import.js). */
+  importNotes(notes) {
+    const list = el('ul', { className: 'import-notes' }, notes.map((n) => el('li', {}, n)));
+    const why = el('div', { className: 'note warn' }, 'This HAR entry held fields of the wrong type, too large, or with control characters; they were dropped or changed:');
+    return this.section('Changed on import', [why, list], { cls: 'import-notes-section' });
   }
 
   payloadTab(rec) {

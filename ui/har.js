@@ -1,6 +1,6 @@
-// HAR 1.2 export and import, and the header diff between a live request and an imported
+// HAR 1.2 export (import: har-import.js), and the header diff between a live request and an imported
 // one. Pure: records in, plain objects out (the caller serialises and downloads).
-import { tsToMs, msBetween, headerValue, bodyBytes, parseForm, queryPairs, isFormType } from './util.js';
+import { msBetween, headerValue, bodyBytes, parseForm, queryPairs, isFormType } from './util.js';
 
 const round3 = (x) => Math.round(x * 1000) / 1000;
 const nonNeg = (x) => (Number.isFinite(x) && x > 0 ? round3(x) : 0);
@@ -158,113 +158,9 @@ export function toHar(records, { version = 'dev', comment } = {}) {
   return { log };
 }
 
-// ---- import ---------------------------------------------------------------------------
+// ---- import: har-import.js (untrusted input, checked field by field) -------------------
 
-const iso = (ms) => (Number.isFinite(ms) ? new Date(ms).toISOString() : undefined);
-
-function importedBody(text, encoding, size, meta) {
-  const t = text == null ? '' : String(text);
-  const body = {
-    size: Number.isFinite(size) && size >= 0 ? size : t.length,
-    captured: t.length,
-    truncated: false,
-    encoding: encoding === 'base64' ? 'base64' : 'utf8',
-    text: t,
-  };
-  if (meta) {
-    for (const k of ['size', 'captured', 'truncated', 'content_encoding', 'note']) if (meta[k] !== undefined) body[k] = meta[k];
-  }
-  return body;
-}
-
-const headerList = (hs) => (Array.isArray(hs) ? hs.map((h) => [String(h.name), String(h.value ?? '')]) : []);
-
-/**
- * Parses a HAR document (object or JSON text) into `{summary, tx}` pairs shaped like the
- * daemon's events, so the table and detail pane treat them alike. Throws on a non-HAR.
- */
-export function fromHar(input, { idPrefix = 'har' } = {}) {
-  const har = typeof input === 'string' ? JSON.parse(input) : input;
-  if (!har || !har.log || !Array.isArray(har.log.entries)) throw new Error('not a HAR file: no log.entries array');
-  return har.log.entries.map((e, i) => importEntry(e, `${idPrefix}:${i}`));
-}
-
-function importEntry(e, id) {
-  const q = e._qtap || {};
-  const rq = e.request || {};
-  const rs = e.response || {};
-  let u;
-  try {
-    u = new URL(rq.url);
-  } catch {
-    u = { host: '', pathname: String(rq.url || '/'), search: '', protocol: 'http:' };
-  }
-  const path = (u.pathname || '/') + (u.search || '');
-  const startMs = tsToMs(e.startedDateTime);
-  const tm = e.timings || {};
-  const pos = (x) => (Number.isFinite(x) && x > 0 ? x : 0);
-  const pre = pos(tm.blocked) + pos(tm.dns) + pos(tm.connect);
-  const timing = q.timing || {
-    start: e.startedDateTime,
-    request_sent: iso(startMs + pre + pos(tm.send)),
-    response_start: iso(startMs + pre + pos(tm.send) + pos(tm.wait)),
-    end: iso(startMs + (Number(e.time) || 0)),
-  };
-  const status = rs.status > 0 ? rs.status : undefined;
-  const reqHeaders = headerList(rq.headers);
-  const resHeaders = headerList(rs.headers);
-  const content = rs.content || {};
-  const pd = rq.postData;
-  const reqBody = importedBody(pd && pd.text, pd && pd._encoding, rq.bodySize, q.request_body);
-  const resBody = importedBody(content.text, content.encoding, rs.bodySize, q.response_body);
-  const ct = content.mimeType || headerValue(resHeaders, 'content-type');
-
-  const summary = {
-    id,
-    connection_id: String(e.connection || ''),
-    start: e.startedDateTime,
-    duration_ms: Number(e.time) || 0,
-    direction: q.direction || 'egress',
-    method: String(rq.method || 'GET'),
-    url: String(rq.url || ''),
-    host: u.host,
-    path,
-    request_size: Number.isFinite(q.request_size) ? q.request_size : reqBody.size,
-    response_size: Number.isFinite(q.response_size) ? q.response_size : rs.bodySize >= 0 ? rs.bodySize : content.size || 0,
-    tls: typeof q.tls === 'boolean' ? q.tls : u.protocol === 'https:',
-    process: q.process || { pid: 0, exe: '', name: '', user: '' },
-  };
-  if (status !== undefined) summary.status = status;
-  if (ct) summary.content_type = ct;
-  if (q.container) summary.container = q.container;
-  if (status === undefined) summary.error = rs._error || q.error || 'no response in the HAR entry';
-
-  const tx = {
-    ...summary,
-    request: {
-      method: summary.method,
-      url: summary.url,
-      scheme: String(u.protocol || 'http:').replace(/:$/, ''),
-      authority: u.host,
-      path,
-      http_version: rq.httpVersion || 'HTTP/1.1',
-      headers: reqHeaders,
-      body: reqBody,
-    },
-    timing,
-    network: q.network || { local: '', remote: e.serverIPAddress || '', bytes_sent: 0, bytes_received: 0 },
-  };
-  if (status !== undefined) {
-    tx.response = {
-      status,
-      reason: rs.statusText || '',
-      http_version: rs.httpVersion || 'HTTP/1.1',
-      headers: resHeaders,
-      body: resBody,
-    };
-  }
-  return { summary, tx };
-}
+export { fromHar, importHar } from './har-import.js';
 
 // ---- header diff ----------------------------------------------------------------------
 

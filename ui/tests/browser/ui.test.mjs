@@ -382,7 +382,7 @@ test('Copy as cURL gives a shell-quoted command with every header and the body',
     assert.match(cmd, /^curl -X PUT '?http:\/\/\S+\/v2\/notes\/7'? \\\n/);
     assert.ok(cmd.includes(`-H 'X-Note: it'\\''s "quoted" $HOME \`x\`'`), cmd);
     assert.ok(cmd.includes("-H 'X-Empty;'"), cmd);
-    assert.ok(cmd.includes(`--data-binary 'line one\nit'\\''s line two\n'`), cmd);
+    assert.ok(cmd.includes(`--data-raw $'line one\\nit\\x27s line two\\n'`), cmd);
     assert.match(await page.locator('#toast').textContent(), /Copied as cURL/);
   });
 });

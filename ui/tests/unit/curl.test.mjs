@@ -1,7 +1,11 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { toCurl, shellQuote } from '../../curl.js';
+import { shellSandbox, commandProblems } from '../shell.mjs';
 import { transaction, body, basicTransactions, binaryBytes } from '../fixtures.mjs';
 
 /**
@@ -10,7 +14,11 @@ import { transaction, body, basicTransactions, binaryBytes } from '../fixtures.m
  */
 function runCurl(cmd) {
   const script = `curl() { printf '%s\\0' "$@"; for a in "$@"; do if [ "$a" = "@-" ]; then printf 'STDIN\\0'; cat; fi; done; }\n${cmd}\n`;
-  const r = spawnSync('bash', ['-c', script], { encoding: 'buffer' });
+  // the script goes in a file: one argument (`bash -c script`) may hold only 128 KiB
+  const dir = mkdtempSync(join(tmpdir(), 'qtap-curl-test-'));
+  writeFileSync(join(dir, 'cmd.sh'), script);
+  const r = spawnSync('bash', [join(dir, 'cmd.sh')], { encoding: 'buffer', maxBuffer: 64 * 1024 * 1024 });
+  rmSync(dir, { recursive: true, force: true });
   assert.equal(r.status, 0, r.stderr.toString());
   const out = r.stdout;
   const i = out.indexOf('STDIN\0');
@@ -36,7 +44,7 @@ test('all headers, Authorization included, exact values', () => {
   assert.equal(args[1], 'PUT');
   assert.equal(args[2], 'http://notes.internal:8081/v2/notes/7');
   assert.deepEqual(headersOf(args), ['Host: notes.internal:8081', `X-Note: it's "quoted" $HOME \`x\``, 'Content-Type: text/plain', 'X-Empty;']);
-  assert.equal(args[args.indexOf('--data-binary') + 1], "line one\nit's line two\n");
+  assert.equal(args[args.indexOf('--data-raw') + 1], "line one\nit's line two\n");
 
   const gh = toCurl(basicTransactions()[0].transaction);
   const a2 = runCurl(gh).args;
@@ -72,4 +80,21 @@ test('truncated body gets a warning and no stale Content-Length', () => {
   const cmd = toCurl(tx);
   assert.match(cmd.split('\n')[0], /^# warning: the request body was truncated/);
   assert.ok(!headersOf(runCurl(cmd).args).some((h) => /content-length/i.test(h)));
+});
+
+test('a body over 64 KiB goes through stdin (one argument may hold only 128 KiB) and arrives exact', () => {
+  const text = `it's "big" $(x) \n`.repeat(8000); // 144 KB
+  const tx = transaction({ id: 'big', method: 'POST', host: 'h', path: '/', reqBody: body(text) }).transaction;
+  const cmd = toCurl(tx);
+  assert.match(cmd, /^printf %s \$'/);
+  const { args, stdin } = runCurl(cmd);
+  assert.deepEqual(args.slice(-2), ['--data-binary', '@-']);
+  assert.equal(stdin.toString('utf8'), text);
+  // and with curl a program (not a shell function), as it is
+  const sandbox = shellSandbox();
+  try {
+    assert.deepEqual(commandProblems(sandbox, cmd, tx), []);
+  } finally {
+    sandbox.close();
+  }
 });
