@@ -107,7 +107,7 @@ impl Devtools {
             }
             assert!(
                 Instant::now() < end,
-                "no such probe within {timeout:?}: {h:#}"
+                "no such probe ({what}) within {timeout:?}: {h:#}"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
