@@ -4,7 +4,7 @@
 import { el, clear } from './dom.js';
 import {
   b64ToBytes, bodyBytes, fmtBytes, fmtMs, fmtClock, hexDump, isFormType, isImageType, isJsonType, jsonTokens, mimeOf,
-  parseForm, prettyJson, queryPairs, headerValue, tsToMs, msBetween, grpcWithStatus, grpcStatusName,
+  parseForm, prettyJson, queryPairs, headerValue, tsToMs, msBetween, grpcWithStatus, grpcStatusName, NOT_CAPTURED,
 } from './util.js';
 import { headerDiff } from './har.js';
 
@@ -144,9 +144,10 @@ export class DetailPane {
     const status = s.status != null ? `${s.status}${res && res.reason ? ` ${res.reason}` : ''}` : `(failed) ${s.error || 'no response'}`;
     const tls = s.tls ? [net.tls_version || 'TLS', net.sni && `SNI ${net.sni}`].filter(Boolean).join(', ') : 'no (plaintext)';
     const g = grpcWithStatus(tx);
+    const unseen = s.request_not_captured === true;
     const general = this.kvList([
-      ['Request URL', s.url],
-      ['Request Method', s.method],
+      ['Request URL', unseen ? `${s.url} ${NOT_CAPTURED}` : s.url],
+      ['Request Method', unseen ? NOT_CAPTURED : s.method],
       ['Status Code', status],
       ['gRPC Status', g ? `${g.status} ${grpcStatusName(g)}${g.message ? ` (${g.message})` : ''}` : undefined],
       ['Remote Address', net.remote],
@@ -159,7 +160,11 @@ export class DetailPane {
     if (g) general.querySelector('.kv-row:nth-child(4) .kv-v')?.classList.toggle('status-error', g.status !== 0);
     const headerText = (hs) => (hs || []).map(([k, v]) => `${k}: ${v}`).join('\n');
     const out = [this.section('General', general, { copy: () => `Request URL: ${s.url}\nRequest Method: ${s.method}\nStatus Code: ${status}\nRemote Address: ${net.remote || ''}` })];
-    out.push(this.section(`Request Headers (${(req.headers || []).length})`, this.headerList(req.headers), { copy: () => headerText(req.headers), cls: 'req-headers' }));
+    out.push(
+      unseen
+        ? this.section('Request Headers', el('div', { className: 'muted not-captured' }, `${NOT_CAPTURED}: the request was sent before the capture started (or joined mid-way); only its response was seen, and it is not paired with any other request.`), { cls: 'req-headers' })
+        : this.section(`Request Headers (${(req.headers || []).length})`, this.headerList(req.headers), { copy: () => headerText(req.headers), cls: 'req-headers' }),
+    );
     out.push(
       res
         ? this.section(`Response Headers (${res.headers.length})`, this.headerList(res.headers), { copy: () => headerText(res.headers), cls: 'res-headers' })

@@ -2,7 +2,7 @@
 // DOM, so 10,000 transactions scroll as smoothly as 10. Rows are positioned with CSSOM
 // (`el.style.transform`), which the CSP allows; nothing is set through style attributes.
 import { el } from './dom.js';
-import { displayName, fmtBytes, fmtMs, shortType, isErrorRow, statusText, grpcWithStatus, tsToMs } from './util.js';
+import { rowName, fmtBytes, fmtMs, shortType, isErrorRow, statusText, grpcWithStatus, tsToMs } from './util.js';
 
 export const ROW_HEIGHT = 21;
 const OVERSCAN = 6;
@@ -12,8 +12,8 @@ export const COLUMNS = [
   {
     id: 'name',
     title: 'Name',
-    text: (r) => displayName(r.summary.path, r.summary.host),
-    tip: (r) => `${r.summary.url}\n${r.summary.direction === 'ingress' ? 'ingress: this host served it' : 'egress: this host sent it'}`,
+    text: (r) => rowName(r.summary),
+    tip: (r) => `${r.summary.request_not_captured === true ? 'the request was sent before the capture started: only its response was seen\n' : ''}${r.summary.url}\n${r.summary.direction === 'ingress' ? 'ingress: this host served it' : 'egress: this host sent it'}`,
   },
   { id: 'method', title: 'Method', text: (r) => r.summary.method },
   {
@@ -187,6 +187,7 @@ export class VirtualTable {
     row.dataset.id = rec.id;
     row.classList.toggle('error', isErrorRow(rec.summary, rec.tx));
     row.classList.toggle('imported', rec.source === 'imported');
+    row.classList.toggle('not-captured', rec.summary.request_not_captured === true);
     row.srcBadge.hidden = rec.source !== 'imported';
     const ingress = rec.summary.direction === 'ingress';
     row.dirMark.textContent = ingress ? '↓' : '↑';

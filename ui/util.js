@@ -61,6 +61,14 @@ export function displayName(path, host) {
   return query ? `${last}?${query}` : last;
 }
 
+/** What a response whose request the capture never saw shows in place of a name or method. */
+export const NOT_CAPTURED = '(request not captured)';
+
+/** The Name column: `(request not captured)` for such a response, else {@link displayName}. */
+export function rowName(summary) {
+  return summary.request_not_captured === true ? NOT_CAPTURED : displayName(summary.path, summary.host);
+}
+
 export function mimeOf(contentType) {
   return String(contentType || '').split(';')[0].trim().toLowerCase();
 }

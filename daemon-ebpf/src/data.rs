@@ -5,7 +5,7 @@
 //! `SSL_read`/`SSL_write` (or a Go `crypto/tls` call, see `gotls`) carries ciphertext:
 //! it is not copied, but it tells which fd the `SSL*` (`*tls.Conn`) uses.
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
     macros::tracepoint,
     programs::TracePointContext,
 };
@@ -199,6 +199,12 @@ fn enter(ctx: &TracePointContext, dir: u8, shape: Shape) -> u32 {
         iovcnt: 0,
         direction: dir,
         _pad: [0; 7],
+        ts_ns: if dir == direction::SEND {
+            // SAFETY: plain helper call.
+            unsafe { bpf_ktime_get_ns() }
+        } else {
+            0
+        },
     };
     match shape {
         Shape::Buf => {}
@@ -287,6 +293,7 @@ fn exit(ctx: &TracePointContext) -> u32 {
         pos,
         direction: a.direction,
         source: source::SYSCALL,
+        ts_ns: a.ts_ns,
     };
     if a.iovcnt == u64::MAX - 1 {
         emit_unseen(&meta, n);

@@ -54,6 +54,8 @@ pub struct Meta {
     pub pos: u64,
     pub direction: u8,
     pub source: u8,
+    /// the record's time: when the call began for sends; 0 for now (receives, at return)
+    pub ts_ns: u64,
 }
 
 #[repr(C)]
@@ -72,8 +74,12 @@ fn scratch(meta: &Meta, total: u64) -> Option<&'static mut DataEvent> {
     ev.header.pid = meta.pid;
     ev.header.tid = meta.tid;
     ev.header.fd = meta.fd;
-    // SAFETY: plain helper call.
-    ev.header.ts_ns = unsafe { bpf_ktime_get_ns() };
+    ev.header.ts_ns = if meta.ts_ns != 0 {
+        meta.ts_ns
+    } else {
+        // SAFETY: plain helper call.
+        unsafe { bpf_ktime_get_ns() }
+    };
     ev.ssl = meta.ssl;
     ev.call_len = if total > u32::MAX as u64 {
         u32::MAX

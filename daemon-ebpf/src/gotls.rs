@@ -269,6 +269,8 @@ fn ret(ctx: &ProbeContext) -> u32 {
         pos,
         direction: call.direction,
         source: source::GO_TLS,
+        // stamped at the RET probe (no entry time kept per goroutine call)
+        ts_ns: 0,
     };
     emit(&meta, call.buf, 0, n);
     0

@@ -42,6 +42,9 @@ pub struct DataArgs {
     pub iovcnt: u64,
     pub direction: u8,
     pub _pad: [u8; 7],
+    /// when a send began (0 for receives, stamped when they return): a request's first
+    /// byte is never stamped after the response to it, whichever thread reads that
+    pub ts_ns: u64,
 }
 
 #[map]
@@ -85,6 +88,8 @@ pub struct SslArgs {
     /// `source::OPENSSL` or `source::GNUTLS`
     pub source: u8,
     pub _pad: [u8; 6],
+    /// when a send began (0 for receives), as in `DataArgs`
+    pub ts_ns: u64,
 }
 
 #[map]

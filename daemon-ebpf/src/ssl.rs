@@ -4,7 +4,7 @@
 //! or, for memory BIOs (Node.js), the handshake record the thread writes right after a
 //! call (`SSL_PENDING`); the return probe copies what the call moved.
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
     macros::{uprobe, uretprobe},
     programs::{ProbeContext, RetProbeContext},
 };
@@ -35,6 +35,12 @@ fn enter(ctx: &ProbeContext, dir: u8, ex: bool, src: u8) -> u32 {
         direction: dir,
         source: src,
         _pad: [0; 6],
+        ts_ns: if dir == direction::SEND {
+            // SAFETY: plain helper call.
+            unsafe { bpf_ktime_get_ns() }
+        } else {
+            0
+        },
     };
     match SSL_ARGS.get_ptr_mut(&pid_tgid) {
         // SAFETY: this thread's own entry (see `SSL_ARGS`); only this thread's
@@ -143,6 +149,7 @@ fn exit(ctx: &RetProbeContext) -> u32 {
         pos,
         direction: a.direction,
         source: a.source,
+        ts_ns: a.ts_ns,
     };
     emit(&meta, a.buf, 0, n);
     0

@@ -336,6 +336,11 @@ pub struct Summary {
     /// why the exchange is incomplete, when it is (e.g. "connection closed before response")
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// the response answers a request the capture never saw (in flight when the capture
+    /// started, or an HTTP/2 stream joined mid-way): method and path are unknown (empty),
+    /// and the response is not another request's; present (`true`) only then
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub request_not_captured: bool,
 }
 
 fn arc<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Arc<T>, D::Error> {

@@ -82,15 +82,43 @@ fn named_container_over_plaintext_and_tls() {
     }
 }
 
+/// A file's identity across overlay mounts (as the product keys it): inode, size, mtime.
+fn file_id(path: &str) -> Option<(u64, u64, i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
+}
+
+/// Identities of the libssl files the processes of container `name` map.
+fn container_libssl(name: &str) -> Vec<Option<(u64, u64, i64, i64)>> {
+    let mut out = Vec::new();
+    for pid in sh(docker(HOST_SOCKET).args(["top", name, "-o", "pid"]))
+        .lines()
+        .skip(1)
+    {
+        let pid = pid.trim();
+        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+        for path in maps
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(5))
+            .filter(|p| p.contains("libssl"))
+        {
+            out.push(file_id(&format!("/proc/{pid}/root{path}")));
+        }
+    }
+    out
+}
+
 #[test]
 fn two_containers_each_attributed_and_their_libssl_listed() {
     require_docker(HOST_SOCKET);
     let (orders_img, billing_img) = ("qtap-e2e/orders:1", "qtap-e2e/billing:1");
     image(HOST_SOCKET, &[orders_img, billing_img]);
-    let trace = Trace::start(&[]);
+    // the serving daemon: its health lists each probe as it is attached
+    let devtools = Devtools::start();
     let (_srv, port, _d) = python_server(true);
+    let dir = TempDir::new("two-ctrs");
     let mut ctrs = Vec::new();
-    let mut toks = Vec::new();
     for (name, img) in [
         ("qtap-e2e-orders", orders_img),
         ("qtap-e2e-billing", billing_img),
@@ -98,26 +126,55 @@ fn two_containers_each_attributed_and_their_libssl_listed() {
         let ctr = Ctr::named(HOST_SOCKET, name);
         let name = ctr.name.clone();
         let tok = token(&name);
-        // one request, then stay up (for the second trace below). The container's own
-        // libssl is probed within a second of curl's exec (the product's promise), so the
-        // request with the token is curl's second transfer, a second after its first
-        // (`--rate 1/s`): a first transfer made before the probe is attached is allowed
-        // to go unseen.
+        // curl starts (its libssl mapped) and blocks reading its config from a FIFO that
+        // the test fills only once the daemon reports that container's libssl probed;
+        // then it stays up (for the second trace below)
+        let fifo = dir.0.join(format!("{name}.cfg"));
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid C string; mkfifo has no other precondition.
+        assert_eq!(
+            unsafe { libc::mkfifo(c.as_ptr(), 0o600) },
+            0,
+            "mkfifo {fifo:?}"
+        );
         sh(docker(HOST_SOCKET)
-            .args(["run", "-d", "--name", &name, "--network", "host", img])
-            .args(["dash", "-c"])
+            .args(["run", "-d", "--name", &name, "--network", "host", "-v"])
+            .arg(format!("{}:/trigger", dir.0.display()))
+            .args([img, "dash", "-c"])
             .arg(format!(
-                "curl -sSk --http1.1 --rate 1/s -o /dev/null https://127.0.0.1:{port}/warm-up \
-                 --next -sSk --http1.1 -H 'Authorization: Bearer {tok}' https://127.0.0.1:{port}/json; exec sleep 300"
+                "curl -sSk --http1.1 -o /dev/null -K /trigger/{name}.cfg; exec sleep 300"
             )));
-        ctrs.push(ctr);
-        toks.push((tok, name, img));
-    }
-    for (tok, name, img) in &toks {
-        let tx = trace.egress(tok);
-        assert_container(&tx["summary"]["container"], name, img, &tx);
+        // the libssl file the container's curl maps is probed (the probe is per file;
+        // the list names it through whichever process it was first seen in, maybe
+        // another container of an image sharing the layer)
+        let what = format!("{name}'s libssl");
+        let probe = devtools.wait_probe(&what, Duration::from_secs(20), |p| {
+            let via = p["path"]
+                .as_str()
+                .and_then(|s| s.split_once("(via ")?.1.strip_suffix(')'));
+            let attached = p["status"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("attached"));
+            let Some(via) = via.filter(|v| attached && v.contains("libssl")) else {
+                return false;
+            };
+            let probed = file_id(via);
+            probed.is_some() && container_libssl(&name).contains(&probed)
+        });
+        assert_eq!(probe["library"], "openssl", "{probe:#}");
+        std::fs::write(
+            &fifo,
+            format!(
+                "header = \"Authorization: Bearer {tok}\"\nurl = \"https://127.0.0.1:{port}/json\"\n"
+            ),
+        )
+        .unwrap();
+        let tx = devtools.egress(&tok);
+        assert_container(&tx["summary"]["container"], &name, img, &tx);
         assert_eq!(tx["summary"]["tls"], true);
-        assert_eq!(tx["summary"]["content_type"], "application/json");
+        assert_eq!(tx["summary"]["content_type"], "application/json", "{tx:#}");
+        assert_eq!(tx["summary"]["path"], "/json", "{tx:#}");
+        ctrs.push(ctr);
     }
     // a client connecting now is told, in its first frame, that the containers' own
     // libssl is probed (reached through /proc/PID/root)

@@ -32,6 +32,7 @@ impl Summary {
             process: _,
             container: _,
             error: _,
+            request_not_captured: _,
         } = self;
         st.serialize_field("id", &self.id)?;
         st.serialize_field("connection_id", &self.connection_id)?;
@@ -58,6 +59,9 @@ impl Summary {
         if let Some(v) = &self.error {
             st.serialize_field("error", v)?;
         }
+        if self.request_not_captured {
+            st.serialize_field("request_not_captured", &true)?;
+        }
         Ok(())
     }
 }
@@ -66,7 +70,7 @@ impl Summary {
 /// fields without `#[serde(flatten)]`, which makes serde go through a map.
 impl Serialize for Summary {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut st = s.serialize_struct("Summary", 17)?;
+        let mut st = s.serialize_struct("Summary", 18)?;
         self.serialize_fields(&mut st)?;
         st.end()
     }
@@ -74,7 +78,7 @@ impl Serialize for Summary {
 
 impl Serialize for Transaction {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut st = s.serialize_struct("Transaction", 22)?;
+        let mut st = s.serialize_struct("Transaction", 23)?;
         self.summary.serialize_fields(&mut st)?;
         self.serialize_own_fields(&mut st)?;
         st.end()

@@ -76,6 +76,7 @@ fn sample_events() -> Vec<Event> {
         Event::ConnectionClosed(serde_json::from_str(b[6]).unwrap()),
         Event::HttpTransaction(Box::new(serde_json::from_str(b[7]).unwrap())),
         Event::HttpTransaction(Box::new(serde_json::from_str(b[8]).unwrap())),
+        Event::HttpTransaction(Box::new(serde_json::from_str(b[9]).unwrap())),
     ];
     let Event::HttpTransaction(t) = &out[7] else {
         unreachable!()
@@ -296,8 +297,9 @@ fn docs_examples_match_types() {
         .collect();
     assert_eq!(
         blocks.len(),
-        9,
-        "one example per topic payload, and an HTTP/2 gRPC transaction"
+        10,
+        "one example per topic payload, an HTTP/2 gRPC transaction and a response whose \
+         request was not captured"
     );
     check::<Connected>(blocks[0]);
     check::<Disconnected>(blocks[1]);
@@ -308,4 +310,9 @@ fn docs_examples_match_types() {
     check::<ConnectionClosed>(blocks[6]);
     check::<HttpTransaction>(blocks[7]);
     check::<HttpTransaction>(blocks[8]);
+    check::<HttpTransaction>(blocks[9]);
+    let t: HttpTransaction = serde_json::from_str(blocks[9]).unwrap();
+    assert!(t.summary.request_not_captured && t.transaction.summary.request_not_captured);
+    let t: HttpTransaction = serde_json::from_str(blocks[7]).unwrap();
+    assert!(!t.summary.request_not_captured, "absent means false");
 }

@@ -415,16 +415,43 @@ impl HttpConn {
         self.orphan_ok = false;
     }
 
+    /// Makes sure the oldest slot awaiting a response is the one a response whose first
+    /// byte was captured at `first_ts` answers. With no request waiting, it answers one the
+    /// capture did not see. Nor does it answer a request first captured after it (sent, on
+    /// the client side; read, on the server side): it belongs to an earlier request, in
+    /// flight when the capture started (or lost), and gets a slot of its own before that
+    /// request, which waits for its own response.
+    fn slot_for_response(&mut self, first_ts: Timestamp) {
+        let why = match self.slots.iter().position(|s| !s.resp_done) {
+            None => "response without a captured request",
+            Some(i) if self.slots[i].req.is_some() && first_ts < self.slots[i].start => {
+                if self.slots.len() >= MAX_PENDING {
+                    return;
+                }
+                let id = self.next_id;
+                self.next_id += 1;
+                let why = "request not captured: the response began before the next \
+                           captured request was sent (its request was in flight when the \
+                           capture started)";
+                let mut s = Slot::placeholder(id, first_ts, why.into());
+                s.request_not_captured = true;
+                self.slots.insert(i, s);
+                return;
+            }
+            Some(_) => return,
+        };
+        if let Some(s) = self.new_slot(|id| Slot::placeholder(id, first_ts, why.into())) {
+            s.request_not_captured = true;
+        }
+    }
+
     fn server_head(&mut self, head: ParsedHead, first_ts: Timestamp, ts: Timestamp) {
         let ParsedHead::Response { line, headers } = head else {
             return;
         };
         let wire = self.server.wire();
         let cap = self.limits.max_body_bytes;
-        if self.awaiting_slot().is_none() {
-            let why = "response without a captured request".to_string();
-            self.new_slot(|id| Slot::placeholder(id, first_ts, why));
-        }
+        self.slot_for_response(first_ts);
         let Some(slot) = self.awaiting_slot() else {
             return;
         };

@@ -7,7 +7,9 @@
 //!   merged into `headers`), close-delimited responses, bodiless HEAD/1xx/204/304 responses.
 //!   The first `max_body_bytes` are kept, everything is counted, and Content-Encoding
 //!   (gzip, deflate, br, zstd, lists) is decoded with a bounded output.
-//! - Keep-alive and pipelining (responses pair with requests first-in first-out); interim
+//! - Keep-alive and pipelining (responses pair with requests first-in first-out, but never
+//!   with a request captured after the response began: that response answers a request
+//!   the capture did not see, see [`Exchange::request_not_captured`]); interim
 //!   1xx responses are skipped (their codes are listed in `informational`); 101 and 2xx to
 //!   CONNECT end the exchange and HTTP parsing of the connection.
 //! - Capture gaps and parse errors end the message in progress with an error and the parser
@@ -28,6 +30,8 @@ mod tests;
 mod tests_body;
 #[cfg(test)]
 mod tests_gaps;
+#[cfg(test)]
+mod tests_pairing;
 
 use crate::events::{Body, Headers, Timestamp};
 pub(crate) use body::BodyCapture;
@@ -123,6 +127,10 @@ pub struct Exchange {
     /// Why the exchange is incomplete or suspect, e.g. "connection closed before the
     /// response", "12 bytes lost in capture".
     pub error: Option<String>,
+    /// The response answers a request the capture never saw (sent before the capture
+    /// started, or a stream joined mid-way): `request` is `None` (HTTP/2: no request
+    /// header block), and the exchange must not be read as belonging to any other request.
+    pub request_not_captured: bool,
     /// gRPC call details (HTTP/2 streams with `content-type: application/grpc*`).
     pub grpc: Option<crate::events::Grpc>,
 }

@@ -63,6 +63,8 @@ pub(crate) struct Slot {
     pub upgrade: bool,
     /// The response switched protocols (101, or 2xx to CONNECT).
     pub tunnel: bool,
+    /// A response with no request: the request was sent before the capture started.
+    pub request_not_captured: bool,
 }
 
 impl Slot {
@@ -83,6 +85,7 @@ impl Slot {
             errors: Vec::new(),
             upgrade: false,
             tunnel: false,
+            request_not_captured: false,
         }
     }
 
@@ -176,6 +179,7 @@ impl Slot {
             request_wire_bytes: self.req_wire,
             response_wire_bytes: self.resp_wire,
             error: (!self.errors.is_empty()).then(|| self.errors.join("; ")),
+            request_not_captured: self.request_not_captured,
             grpc: None,
         }
     }

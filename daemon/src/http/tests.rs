@@ -390,41 +390,6 @@ fn looks_like_request_guesses_the_client() {
 }
 
 #[test]
-fn response_seen_before_its_request_is_held_and_paired() {
-    let ex = run(
-        &[
-            (Server, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
-            (Client, b"HEAD / HTTP/1.1\r\n\r\n"),
-        ],
-        false,
-    );
-    assert_eq!(ex.len(), 1);
-    assert_eq!(
-        (
-            req(&ex[0]).method.as_str(),
-            resp(&ex[0]).status,
-            ex[0].error.clone()
-        ),
-        ("HEAD", 200, None)
-    );
-    // No request ever: returned at close without one.
-    let ex = run(
-        &[(Server, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")],
-        true,
-    );
-    assert_eq!(ex.len(), 1);
-    assert!(ex[0].request.is_none());
-    assert_eq!(resp(&ex[0]).body.text, "ok");
-    assert!(
-        ex[0]
-            .error
-            .as_deref()
-            .unwrap()
-            .contains("without a captured request")
-    );
-}
-
-#[test]
 fn close_before_response_returns_request_with_error() {
     let ex = run(
         &[(

@@ -126,6 +126,8 @@ impl Stream {
             }
         }
         let grpc = grpc::call(&self.req, &self.resp, max_body_bytes);
+        // joined mid-way: the request's header block went by before the capture started
+        let request_not_captured = self.req.headers.is_none();
         let request = self.req.seen().then(|| {
             let headers = self.req.headers.unwrap_or_default();
             let method = field(&headers, ":method").unwrap_or_default().to_string();
@@ -185,6 +187,7 @@ impl Stream {
             request_wire_bytes: self.req.wire,
             response_wire_bytes: self.resp.wire,
             error: (!errors.is_empty()).then(|| errors.join("; ")),
+            request_not_captured,
             grpc,
         }
     }

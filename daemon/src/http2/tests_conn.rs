@@ -43,6 +43,7 @@ fn check_never_wrong(out: &[Exchange], truth: &[Vec<(String, String)>]) {
         let i: usize = path.trim_start_matches("/items/").parse().unwrap();
         let want = &truth[i + 1];
         let rq = e.request.as_ref().expect("request");
+        assert!(!e.request_not_captured, "{e:?}");
         for h in &rq.headers {
             assert!(want.contains(h), "{h:?} is not among {want:?}");
         }
@@ -117,6 +118,33 @@ fn stream_begun_before_the_capture_says_so() {
     let err = e.error.as_deref().unwrap();
     assert!(err.contains("began before the capture"), "{err}");
     assert!(err.contains("status not seen"), "{err}");
+    assert!(e.request_not_captured);
+}
+
+#[test]
+fn stream_joined_after_its_request_headers_is_flagged_not_captured() {
+    let mut c = conn();
+    let mut sv = Peer::server();
+    sv.take();
+    // the tail of stream 7's request body, then its whole response
+    let mut out = c.feed(
+        Side::Client,
+        &frame(DATA, END_STREAM, 7, b"body-tail"),
+        ts(1),
+    );
+    sv.headers(
+        7,
+        &[(":status", "200"), ("content-type", "text/plain")],
+        false,
+    );
+    sv.data(7, b"warm", true);
+    out.extend(c.feed(Side::Server, &sv.take(), ts(2)));
+    assert_eq!(out.len(), 1, "{out:?}");
+    let e = &out[0];
+    assert!(e.request_not_captured, "{e:?}");
+    assert_eq!(e.request.as_ref().map(|r| r.target.as_str()), Some(""));
+    assert_eq!(e.response.as_ref().unwrap().status, 200);
+    assert_eq!(e.response.as_ref().unwrap().body.text, "warm");
 }
 
 #[test]

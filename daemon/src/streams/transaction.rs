@@ -160,6 +160,7 @@ pub(super) fn build(
         process: p.to_ref(),
         container,
         error: ex.error,
+        request_not_captured: ex.request_not_captured,
     });
     let transaction = Transaction {
         summary: summary.clone(),

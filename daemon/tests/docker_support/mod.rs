@@ -3,6 +3,8 @@
 //! this host's own curl and shell with copies of their libraries (so the container has a
 //! libssl file of its own). No image is pulled.
 #![allow(dead_code)]
+mod devtools;
+pub use devtools::Devtools;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -1,6 +1,6 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { tsToMs, fmtBytes, fmtMs, displayName, shortType, statusClass, isErrorRow, statusText, b64ToBytes, bytesToB64, hexDump, prettyJson, jsonTokens, parseForm } from '../../util.js';
+import { tsToMs, fmtBytes, fmtMs, displayName, rowName, NOT_CAPTURED, shortType, statusClass, isErrorRow, statusText, b64ToBytes, bytesToB64, hexDump, prettyJson, jsonTokens, parseForm } from '../../util.js';
 
 test('RFC 3339 with nanoseconds parses to fractional milliseconds', () => {
   const ms = tsToMs('2026-11-24T10:00:00.123456789Z');
@@ -76,4 +76,12 @@ test('gRPC calls: the Status column names the gRPC status, and a non-OK one is a
   assert.equal(isErrorRow({ status: 200 }, nf), true, 'HTTP 200 carrying NOT_FOUND');
   assert.equal(isErrorRow({ status: 200 }, unseen), false);
   assert.equal(isErrorRow({ status: 503 }, ok), true);
+});
+
+test('a response whose request was not captured is named so, never by a path', () => {
+  assert.equal(NOT_CAPTURED, '(request not captured)');
+  assert.equal(rowName({ path: '', host: '127.0.0.1', request_not_captured: true }), '(request not captured)');
+  assert.equal(rowName({ path: '/json', host: 'h', request_not_captured: true }), '(request not captured)');
+  assert.equal(rowName({ path: '/api/json', host: 'h' }), 'json');
+  assert.equal(rowName({ path: '/', host: 'example.org', request_not_captured: false }), 'example.org');
 });
