@@ -18,6 +18,8 @@ use crate::streams::{KernelControl, Tracker, TrackerConfig};
 pub struct EngineConfig {
     pub capture: CaptureConfig,
     pub max_body_bytes: usize,
+    /// the global memory budget (`--max-buffer-bytes`)
+    pub max_buffer_bytes: usize,
     /// where to ask Docker for container names; `None`: containers by id only
     pub docker: Option<DockerConfig>,
 }
@@ -27,6 +29,7 @@ impl Default for EngineConfig {
         EngineConfig {
             capture: CaptureConfig::default(),
             max_body_bytes: 1 << 20,
+            max_buffer_bytes: crate::streams::DEFAULT_MAX_BUFFER_BYTES,
             docker: Some(DockerConfig::default()),
         }
     }
@@ -188,6 +191,7 @@ fn run(
             limits: BodyLimits {
                 max_body_bytes: cfg.max_body_bytes,
             },
+            max_buffer_bytes: cfg.max_buffer_bytes,
         },
         procs,
     );

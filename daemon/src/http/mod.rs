@@ -30,7 +30,7 @@ mod tests_body;
 mod tests_gaps;
 
 use crate::events::{Body, Headers, Timestamp};
-pub(crate) use body::BodyCapture;
+pub(crate) use body::{BodyCapture, headers_bytes};
 pub use conn::{HttpConn, MAX_PENDING};
 pub use decode::MAX_DECODED_BYTES;
 pub(crate) use decode::{decode, decoded_cap};

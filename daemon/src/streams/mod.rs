@@ -7,6 +7,7 @@
 //! raw socket bytes of a TLS connection are only read for the handshake (SNI, version),
 //! after which the kernel is told to stop sending them; the plaintext comes from the
 //! library probes.
+mod budget;
 mod h2;
 mod java;
 mod key_hash;
@@ -14,6 +15,7 @@ mod sockets;
 pub mod tls;
 mod transaction;
 
+pub use budget::{DEFAULT_MAX_BUFFER_BYTES, MEMORY_BUDGET};
 use key_hash::{KeyMap, KeySet};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -115,6 +117,12 @@ struct Conn {
     java: Option<u64>,
     /// creation order (the most recent of several candidates wins)
     serial: u64,
+    /// bytes counted for this connection in the memory budget
+    mem: usize,
+    /// since when something is in flight (ns), for the budget's eviction order
+    busy_since: Option<u64>,
+    /// last record (ns)
+    active: u64,
 }
 
 fn di(d: Dir) -> usize {
@@ -126,6 +134,17 @@ fn di(d: Dir) -> usize {
 
 pub struct TrackerConfig {
     pub limits: BodyLimits,
+    /// the global memory budget (`--max-buffer-bytes`), see [`budget`]
+    pub max_buffer_bytes: usize,
+}
+
+impl TrackerConfig {
+    pub fn new(limits: BodyLimits) -> Self {
+        TrackerConfig {
+            limits,
+            max_buffer_bytes: DEFAULT_MAX_BUFFER_BYTES,
+        }
+    }
 }
 
 pub struct Tracker {
@@ -149,6 +168,7 @@ pub struct Tracker {
     /// in the ring are dropped. Forgotten when the fd is reused or the process
     /// ends.
     unix_fds: KeySet<ConnKey>,
+    budget: budget::Budget,
 }
 
 impl Tracker {
@@ -170,6 +190,7 @@ impl Tracker {
             lost_stream_bytes: 0,
             java: java::JavaState::default(),
             unix_fds: KeySet::default(),
+            budget: budget::Budget::new(cfg.max_buffer_bytes),
         }
     }
 
@@ -182,6 +203,9 @@ impl Tracker {
                 bytes,
                 reason: "stream-gap".into(),
             }));
+        }
+        if let Some(d) = self.budget.report() {
+            self.out.push(d);
         }
         std::mem::take(&mut self.out)
     }
@@ -218,7 +242,24 @@ impl Tracker {
                 .push(Event::ProcessStarted(self.procs.started(&info)));
         }
         let limits = self.limits;
-        self.conns.entry(key).or_insert_with(|| Conn {
+        let mut added = 0;
+        let c = self.conns.entry(key).or_insert_with(|| {
+            let c = Conn::new(id, pid, fd, ts, limits, serial);
+            added = c.base_bytes();
+            c
+        });
+        if added > 0 {
+            c.mem = added;
+            c.active = ts.0;
+            self.budget.total += added;
+        }
+        c
+    }
+}
+
+impl Conn {
+    fn new(id: String, pid: u32, fd: i32, ts: Timestamp, limits: BodyLimits, serial: u64) -> Conn {
+        Conn {
             id,
             pid,
             fd,
@@ -248,8 +289,14 @@ impl Tracker {
             bytes_recv: 0,
             java: None,
             serial,
-        })
+            mem: 0,
+            busy_since: None,
+            active: 0,
+        }
     }
+}
+
+impl Tracker {
 
     /// A socket that was open before the probes attached.
     pub fn handle(
@@ -387,9 +434,26 @@ impl Tracker {
         self.data_at(key, pid, pos, dir, source, bytes, unseen, ts, k);
     }
 
-    /// Bytes of the connection `key` (made when missing).
+    /// Bytes of the connection `key` (made when missing), then what it holds counted.
     #[allow(clippy::too_many_arguments)]
     fn data_at(
+        &mut self,
+        key: ConnKey,
+        pid: u32,
+        pos: u64,
+        dir: Dir,
+        source: Source,
+        bytes: &[u8],
+        unseen: u64,
+        ts: Timestamp,
+        k: &mut dyn KernelControl,
+    ) {
+        self.data_in(key, pid, pos, dir, source, bytes, unseen, ts, k);
+        self.account(key, ts, k);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn data_in(
         &mut self,
         key: ConnKey,
         pid: u32,
@@ -624,12 +688,25 @@ impl Tracker {
         let Some(c) = self.conns.remove(&key) else {
             return;
         };
+        self.account_gone(&c);
         self.out.push(Event::ConnectionClosed(ConnectionClosed {
             connection_id: c.id,
             bytes_sent: c.bytes_sent,
             bytes_received: c.bytes_recv,
             duration_ms: c.opened.ms_until(ts),
         }));
+    }
+
+    /// Forgets a connection without a word (the memory budget evicts it): a later record
+    /// of its socket starts a new one.
+    fn forget(&mut self, key: ConnKey) -> Option<Conn> {
+        let c = self.conns.remove(&key)?;
+        if let Some(s) = self.by_pid.get_mut(&c.pid) {
+            s.remove(&key);
+        }
+        self.ssl_to_fd.retain(|_, v| *v != key);
+        self.account_gone(&c);
+        Some(c)
     }
 
     /// Closes every connection (the capture is stopping).
@@ -649,5 +726,7 @@ impl Tracker {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_budget;
 #[cfg(test)]
 mod tests_java;
