@@ -15,7 +15,9 @@ fn slot_bytes(s: &Slot) -> usize {
         + s.req.as_ref().map_or(0, |m| {
             msg_bytes(m) + m.line.method.capacity() + m.line.target.capacity()
         })
-        + s.resp.as_ref().map_or(0, |m| msg_bytes(m) + m.line.reason.capacity())
+        + s.resp
+            .as_ref()
+            .map_or(0, |m| msg_bytes(m) + m.line.reason.capacity())
 }
 
 impl HttpConn {

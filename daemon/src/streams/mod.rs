@@ -297,7 +297,6 @@ impl Conn {
 }
 
 impl Tracker {
-
     /// A socket that was open before the probes attached.
     pub fn handle(
         &mut self,

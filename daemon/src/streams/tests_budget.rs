@@ -51,11 +51,19 @@ fn close(t: &mut Tracker, k: &mut FakeKernel, pid: u32, fd: i32, ts: u64) {
 }
 
 fn send(t: &mut Tracker, k: &mut FakeKernel, pid: u32, fd: i32, pos: u64, b: &[u8], ts: u64) {
-    t.handle(data(pid, fd, pos, Dir::Send, Source::Syscall, 0, b, ts), &wall, k);
+    t.handle(
+        data(pid, fd, pos, Dir::Send, Source::Syscall, 0, b, ts),
+        &wall,
+        k,
+    );
 }
 
 fn recv(t: &mut Tracker, k: &mut FakeKernel, pid: u32, fd: i32, pos: u64, b: &[u8], ts: u64) {
-    t.handle(data(pid, fd, pos, Dir::Recv, Source::Syscall, 0, b, ts), &wall, k);
+    t.handle(
+        data(pid, fd, pos, Dir::Recv, Source::Syscall, 0, b, ts),
+        &wall,
+        k,
+    );
 }
 
 fn budget_drops(evs: &[Event]) -> (u64, u64) {
@@ -93,7 +101,10 @@ fn stalled_connections_stay_under_the_budget_and_are_reported() {
     assert!(peak <= MAX, "counted {peak} bytes, budget {MAX}");
     let (events, bytes) = budget_drops(&evs);
     assert!(events >= 1000, "only {events} exchanges reported dropped");
-    assert!(bytes >= 2 * MAX as u64, "only {bytes} bytes reported dropped");
+    assert!(
+        bytes >= 2 * MAX as u64,
+        "only {bytes} bytes reported dropped"
+    );
     // everything counted is given back when the connections close
     for fd in 0..3000 {
         close(&mut t, &mut k, me, fd, 100_000);
@@ -120,8 +131,24 @@ fn idle_connections_are_bounded_too() {
     let n = (2 * MAX / per_conn) as i32;
     for fd in 1..n {
         connect(&mut t, &mut k, me, fd, 1 + fd as u64);
-        send(&mut t, &mut k, me, fd, 0, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", 2 + fd as u64);
-        recv(&mut t, &mut k, me, fd, 0, b"HTTP/1.1 204 No Content\r\n\r\n", 3 + fd as u64);
+        send(
+            &mut t,
+            &mut k,
+            me,
+            fd,
+            0,
+            b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            2 + fd as u64,
+        );
+        recv(
+            &mut t,
+            &mut k,
+            me,
+            fd,
+            0,
+            b"HTTP/1.1 204 No Content\r\n\r\n",
+            3 + fd as u64,
+        );
         assert!(t.buffered_bytes() <= MAX);
     }
     assert!(t.open_connections() < n as usize);
@@ -168,7 +195,15 @@ fn the_oldest_exchange_goes_first_and_its_connection_goes_on() {
     let created = b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n";
     recv(&mut t, &mut k, me, 1, 0, created, 201);
     let pos = pos + 256 * 1024;
-    send(&mut t, &mut k, me, 1, pos, b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n", 202);
+    send(
+        &mut t,
+        &mut k,
+        me,
+        1,
+        pos,
+        b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n",
+        202,
+    );
     let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnext";
     recv(&mut t, &mut k, me, 1, created.len() as u64, resp, 203);
     let evs = t.drain();
@@ -177,7 +212,10 @@ fn the_oldest_exchange_goes_first_and_its_connection_goes_on() {
         .iter()
         .find(|t| t.summary.status == Some(201))
         .expect("the dropped upload's response is reported");
-    assert_eq!(dropped.transaction.request.path, "", "its request was dropped");
+    assert_eq!(
+        dropped.transaction.request.path, "",
+        "its request was dropped"
+    );
     let next = txs
         .iter()
         .find(|t| t.transaction.request.path == "/next")
