@@ -18,9 +18,13 @@ pub static SCRATCH: PerCpuArray<DataEvent> = PerCpuArray::with_max_entries(1, 0)
 pub static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(drop_reason::COUNT, 0);
 
 /// (tgid << 32 | fd) → what to do with that socket. Filled by connect/accept, by user
-/// space for sockets that existed before attach, emptied by close.
+/// space for sockets that existed before attach, emptied by close. Not an LRU: evicting
+/// a live socket would skip its bytes and lose its close without a trace. When full, a
+/// new socket is not captured and is counted (`drop_reason::SOCKET_TABLE_FULL`); user
+/// space sweeps out entries of sockets closed without close(2) (process exit, exec).
+/// The loader may resize it (`SOCKS_MAX_ENTRIES`).
 #[map]
-pub static SOCKS: LruHashMap<u64, SockInfo> = LruHashMap::with_max_entries(65_536, 0);
+pub static SOCKS: HashMap<u64, SockInfo> = HashMap::with_max_entries(65_536, 0);
 
 /// `SSL*` → the socket it reads and writes, and per-direction plaintext counters.
 #[map]

@@ -69,6 +69,13 @@ pub struct Cli {
     #[arg(long, value_name = "BYTES", default_value = "256M", value_parser = parse_bytes, global = true)]
     pub max_buffer_bytes: u64,
 
+    /// Sockets the kernel side follows at once (its socket table). When it is full, new
+    /// connections are not captured and are reported as system.dropped
+    /// {reason: "socket-table-full"}; connections followed already are never pushed out.
+    #[arg(long, value_name = "N", default_value_t = qtap_common::SOCKS_MAX_ENTRIES,
+          value_parser = clap::value_parser!(u32).range(16..=4_194_304), global = true)]
+    pub socket_table_entries: u32,
+
     /// Docker's API socket, asked for the name, image and Compose/Kubernetes labels of
     /// the containers that make requests. Without an answer containers are shown by id
     /// and runtime. An empty value turns Docker lookups off.
@@ -119,6 +126,8 @@ pub struct CaptureConfig {
     pub max_body_bytes: u64,
     /// `--max-buffer-bytes`
     pub max_buffer_bytes: u64,
+    /// `--socket-table-entries`
+    pub socket_table_entries: u32,
     /// `None`: no Docker lookups
     pub docker_socket: Option<PathBuf>,
 }
@@ -154,6 +163,7 @@ impl Cli {
         let capture = CaptureConfig {
             max_body_bytes: self.max_body_bytes,
             max_buffer_bytes: self.max_buffer_bytes,
+            socket_table_entries: self.socket_table_entries,
             docker_socket: Some(PathBuf::from(&self.docker_socket))
                 .filter(|p| !p.as_os_str().is_empty()),
         };

@@ -28,6 +28,10 @@ fn make_engine(cfg: &CaptureConfig) -> Arc<dyn ProbeControl> {
             socket,
             ..DockerConfig::default()
         }),
+        capture: qtap::capture::CaptureConfig {
+            socket_table: cfg.socket_table_entries,
+            ..Default::default()
+        },
         ..EngineConfig::default()
     }))
 }

@@ -37,6 +37,21 @@ pub trait ProbeControl: Send + Sync + 'static {
     fn probes(&self) -> Option<Vec<ProbeStatus>> {
         None
     }
+    /// What the capture holds now (for health), while attached.
+    fn capture_stats(&self) -> Option<CaptureStats> {
+        None
+    }
+}
+
+/// What the capture holds in memory, for `/devtools/api/health`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CaptureStats {
+    /// connections the capture follows now
+    pub connections: u64,
+    /// bytes counted against `--max-buffer-bytes` now
+    pub buffered_bytes: u64,
+    /// the budget
+    pub max_buffer_bytes: u64,
 }
 
 /// Defaults announced in `system.connected` when the engine does not say otherwise.
@@ -328,6 +343,9 @@ pub struct HubStatus {
     pub drops: u64,
     pub drops_by_reason: DropCounts,
     pub uptime_s: u64,
+    /// present while the probes are attached
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture: Option<CaptureStats>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -534,6 +552,11 @@ impl Hub {
             drops: drops_by_reason.capture_events + drops_by_reason.slow_client_events,
             drops_by_reason,
             uptime_s: inner.started.elapsed().as_secs(),
+            capture: if attached {
+                inner.control.capture_stats()
+            } else {
+                None
+            },
         }
     }
 }
