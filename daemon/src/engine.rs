@@ -128,7 +128,9 @@ impl Engine {
                 // right after `system.connected` on such a connection is never missed
                 let existing = cap.prime_existing();
                 let _ = tx.send(Ok(all));
-                run(cap, java, existing, cfg, sink, stop2, probes, snapshot, held);
+                run(
+                    cap, java, existing, cfg, sink, stop2, probes, snapshot, held,
+                );
             })
             .map_err(|e| CaptureError::Load(format!("cannot start the capture thread: {e}")))?;
         match rx.recv() {

@@ -679,10 +679,16 @@ impl Capture {
                 return Err(CaptureError::Ring(e.to_string()));
             }
         }
-        // bounded so a flood cannot starve the caller's other duties
+        // bounded so a flood cannot starve the caller's other duties, nor hold more than
+        // POLL_BYTES of copied records (and the events they make) at once
+        let mut bytes = 0;
         for _ in 0..65_536 {
             let Some(item) = self.ring.next() else { break };
+            bytes += item.len();
             out.push(record::parse(&item));
+            if bytes >= POLL_BYTES {
+                break;
+            }
         }
         Ok(())
     }
@@ -709,6 +715,9 @@ impl Capture {
         out
     }
 }
+
+/// Record bytes [`Capture::poll`] takes from the ring at most per call.
+pub const POLL_BYTES: usize = 4 << 20;
 
 /// How long [`Capture::poll`] callers may wait at most: data records wake the reader only
 /// once [`wakeup_bytes`] are pending, so below that the reader finds them on this timeout.

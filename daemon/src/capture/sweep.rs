@@ -56,7 +56,11 @@ impl Sweeper {
         let root = cap.cfg.proc_root.clone();
         let mut gone = cap.sweep_socks(&root);
         let mut alive = Alive::default();
-        gone.extend(idle().into_iter().filter(|&(p, f)| !alive.socket(&root, p, f)));
+        gone.extend(
+            idle()
+                .into_iter()
+                .filter(|&(p, f)| !alive.socket(&root, p, f)),
+        );
         gone.sort_unstable();
         gone.dedup();
         if !gone.is_empty() {

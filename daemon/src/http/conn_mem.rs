@@ -11,13 +11,13 @@ fn msg_bytes<L>(m: &Msg<L>) -> usize {
 }
 
 fn slot_bytes(s: &Slot) -> usize {
-    size_of::<Slot>()
-        + s.req.as_ref().map_or(0, |m| {
-            msg_bytes(m) + m.line.method.capacity() + m.line.target.capacity()
-        })
-        + s.resp
-            .as_ref()
-            .map_or(0, |m| msg_bytes(m) + m.line.reason.capacity())
+    // errors and informational codes: a few short strings at most
+    128 + s.req.as_ref().map_or(0, |m| {
+        msg_bytes(m) + m.line.method.capacity() + m.line.target.capacity()
+    }) + s
+        .resp
+        .as_ref()
+        .map_or(0, |m| msg_bytes(m) + m.line.reason.capacity())
 }
 
 impl HttpConn {
@@ -26,6 +26,7 @@ impl HttpConn {
     /// pass over the exchanges in flight (at most [`super::MAX_PENDING`]).
     pub fn buffered_bytes(&self) -> usize {
         let mut n = self.client.held_bytes() + self.server.held_bytes();
+        n += self.slots.capacity() * size_of::<Slot>();
         n += self.slots.iter().map(slot_bytes).sum::<usize>();
         if let Some(s) = &self.stalled {
             n += s.bytes.capacity()

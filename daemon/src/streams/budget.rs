@@ -51,10 +51,18 @@ impl Budget {
 }
 
 impl Conn {
-    /// What a connection costs even when it buffers nothing: its map entry (hash maps
-    /// keep up to twice their entries' room), its id and its pid's set entry.
+    /// What a connection costs even when it buffers nothing: itself, its map entry (hash
+    /// maps keep up to twice their entries' room, see [`Tracker::compact`]), its id and
+    /// its pid's set entry.
     pub(super) fn base_bytes(&self) -> usize {
-        2 * size_of::<(ConnKey, Conn)>() + self.id.capacity() + 64
+        size_of::<Conn>()
+            + 2 * size_of::<(ConnKey, Box<Conn>)>()
+            + self.id.capacity()
+            + self
+                .h2
+                .as_ref()
+                .map_or(0, |_| size_of::<crate::http2::H2Conn>())
+            + 64
     }
 
     /// Heap bytes held for this connection's traffic.
@@ -96,6 +104,15 @@ impl Tracker {
         }
         if self.budget.total > self.budget.max {
             self.evict(ts, k);
+        }
+    }
+
+    /// Gives back the room of the connection map when it holds far fewer connections than
+    /// it grew to (a hash map never shrinks by itself). Cheap when there is nothing to do.
+    pub(super) fn compact(&mut self) {
+        let (len, cap) = (self.conns.len(), self.conns.capacity());
+        if cap > 1024 && cap > 4 * len {
+            self.conns.shrink_to(2 * len);
         }
     }
 
@@ -160,7 +177,7 @@ impl Tracker {
         }
         if let Some(h) = c.h2.as_mut().filter(|h| !h.is_idle()) {
             lost += h.in_flight().max(1);
-            *h = h.restart();
+            **h = h.restart();
         }
         c.busy_since = None;
         let now = c.held_bytes();

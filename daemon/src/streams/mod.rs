@@ -103,8 +103,8 @@ struct Conn {
     raw: [Reasm; 2],
     ssl: [Reasm; 2],
     http: Option<HttpConn>,
-    /// the connection speaks HTTP/2 (then `http` is `None`)
-    h2: Option<H2Conn>,
+    /// the connection speaks HTTP/2 (then `http` is `None`); boxed, as most do not
+    h2: Option<Box<H2Conn>>,
     /// bytes were given to the HTTP parser
     fed: bool,
     /// bytes seen while neither side was known to be the client
@@ -148,7 +148,8 @@ impl TrackerConfig {
 }
 
 pub struct Tracker {
-    conns: KeyMap<ConnKey, Conn>,
+    /// boxed: the map's room (never given back while it grows) costs a pointer per slot
+    conns: KeyMap<ConnKey, Box<Conn>>,
     /// `SSL*` → the socket connection it was tied to
     ssl_to_fd: KeyMap<(u32, u64), ConnKey>,
     by_pid: KeyMap<u32, KeySet<ConnKey>>,
@@ -207,6 +208,7 @@ impl Tracker {
         if let Some(d) = self.budget.report() {
             self.out.push(d);
         }
+        self.compact();
         std::mem::take(&mut self.out)
     }
 
@@ -244,7 +246,7 @@ impl Tracker {
         let limits = self.limits;
         let mut added = 0;
         let c = self.conns.entry(key).or_insert_with(|| {
-            let c = Conn::new(id, pid, fd, ts, limits, serial);
+            let c = Box::new(Conn::new(id, pid, fd, ts, limits, serial));
             added = c.base_bytes();
             c
         });
@@ -578,7 +580,7 @@ impl Tracker {
         // HTTP/2: the client preface, a server's SETTINGS, or frames of a connection
         // joined mid-way, as the first bytes seen
         if !c.fed && c.h2.is_none() && http2::looks_like_h2(fresh) {
-            c.h2 = Some(H2Conn::new(self.limits));
+            c.h2 = Some(Box::new(H2Conn::new(self.limits)));
             c.http = None;
         }
         if c.h2.is_some() {
@@ -698,7 +700,7 @@ impl Tracker {
 
     /// Forgets a connection without a word (the memory budget evicts it): a later record
     /// of its socket starts a new one.
-    fn forget(&mut self, key: ConnKey) -> Option<Conn> {
+    fn forget(&mut self, key: ConnKey) -> Option<Box<Conn>> {
         let c = self.conns.remove(&key)?;
         if let Some(s) = self.by_pid.get_mut(&c.pid) {
             s.remove(&key);
