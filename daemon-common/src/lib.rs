@@ -77,7 +77,10 @@ pub mod drop_reason {
     pub const CONTROL_EVENTS: u32 = 4;
     /// connections not captured because the `SOCKS` table was full
     pub const SOCKET_TABLE_FULL: u32 = 5;
-    pub const COUNT: u32 = 6;
+    /// TLS library or socket calls not captured because the table of threads in such a
+    /// call was full
+    pub const THREAD_TABLE_FULL: u32 = 6;
+    pub const COUNT: u32 = 7;
 }
 
 #[repr(C)]

@@ -342,6 +342,40 @@ mod tests {
     }
 
     #[test]
+    fn memory_budget_and_socket_table() {
+        assert_eq!(parse_bytes("256M"), Ok(256 << 20));
+        assert_eq!(parse_bytes("1G"), Ok(1 << 30));
+        assert_eq!(parse_bytes("32MiB"), Ok(32 << 20));
+        assert_eq!(parse_bytes("8388608"), Ok(8 << 20));
+        assert!(parse_bytes("1M").unwrap_err().contains("too small"));
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("99999999999G").is_err());
+        let Mode::DevTools(c) = parse(&["--enable-dev-tools"]).unwrap().mode() else {
+            panic!()
+        };
+        assert_eq!(
+            (c.capture.max_buffer_bytes, c.capture.socket_table_entries),
+            (256 << 20, 65_536)
+        );
+        let Mode::Trace(t) = parse(&[
+            "trace",
+            "--max-buffer-bytes",
+            "64M",
+            "--socket-table-entries",
+            "1024",
+        ])
+        .unwrap()
+        .mode() else {
+            panic!()
+        };
+        assert_eq!(
+            (t.capture.max_buffer_bytes, t.capture.socket_table_entries),
+            (64 << 20, 1024)
+        );
+        assert!(parse(&["trace", "--socket-table-entries", "0"]).is_err());
+    }
+
+    #[test]
     fn trace_subcommand() {
         let Mode::Trace(t) = parse(&[
             "trace",

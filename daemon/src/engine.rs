@@ -336,6 +336,9 @@ fn run(
             if d.socket_table_full > 0 {
                 drops.push((d.socket_table_full, 0, "socket-table-full"));
             }
+            if d.thread_table_full > 0 {
+                drops.push((d.thread_table_full, 0, "thread-table-full"));
+            }
             let drops = drops
                 .into_iter()
                 .map(|(events, bytes, reason)| {

@@ -153,6 +153,8 @@ pub struct DropCounts {
     pub control_events: u64,
     /// connections not captured: the socket table was full
     pub socket_table_full: u64,
+    /// calls not captured: the table of threads in a call was full
+    pub thread_table_full: u64,
 }
 
 /// Kernel (CLOCK_MONOTONIC) → wall-clock conversion.
@@ -710,6 +712,7 @@ impl Capture {
             control_events: d(drop_reason::CONTROL_EVENTS),
             socket_table_full: d(drop_reason::SOCKET_TABLE_FULL)
                 + std::mem::take(&mut self.table_full_existing),
+            thread_table_full: d(drop_reason::THREAD_TABLE_FULL),
         };
         self.last_drops = now;
         out

@@ -8,6 +8,7 @@
 //! after which the kernel is told to stop sending them; the plaintext comes from the
 //! library probes.
 mod budget;
+mod conn;
 mod h2;
 mod java;
 mod key_hash;
@@ -16,6 +17,7 @@ pub mod tls;
 mod transaction;
 
 pub use budget::{DEFAULT_MAX_BUFFER_BYTES, MEMORY_BUDGET};
+use conn::{Conn, Reasm, di};
 use key_hash::{KeyMap, KeySet};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -51,86 +53,6 @@ const HELLO_BUF: usize = 16 * 1024;
 const UNDECIDED_LIMIT: u64 = 4096;
 /// Remembered ESTABLISHED tuples waiting for their connect/accept record.
 const PENDING_TUPLES: usize = 4096;
-
-#[derive(Default)]
-struct Reasm {
-    /// next expected stream position; `None` until the first byte is seen
-    expected: Option<u64>,
-}
-
-impl Reasm {
-    /// Returns (lost bytes before this chunk, the part of `bytes` not seen before).
-    fn accept<'a>(&mut self, pos: u64, bytes: &'a [u8]) -> (u64, &'a [u8]) {
-        let exp = *self.expected.get_or_insert(pos);
-        let end = pos + bytes.len() as u64;
-        if end <= exp && !bytes.is_empty() {
-            return (0, &[]);
-        }
-        let (lost, fresh) = if pos >= exp {
-            (pos - exp, bytes)
-        } else {
-            (0, &bytes[(exp - pos) as usize..])
-        };
-        self.expected = Some(end.max(exp));
-        (lost, fresh)
-    }
-}
-
-struct Conn {
-    id: String,
-    pid: u32,
-    fd: i32,
-    sk: u64,
-    direction: Option<Direction>,
-    local: Option<SocketAddr>,
-    remote: Option<SocketAddr>,
-    opened: Timestamp,
-    opened_emitted: bool,
-    /// TLS seen (handshake records or library plaintext)
-    tls: bool,
-    tls_version: Option<String>,
-    sni: Option<String>,
-    /// the whole ClientHello was read (SNI and ALPN are known, or absent)
-    client_hello: bool,
-    /// ALPN protocols the ClientHello offered
-    alpn_offered: Option<Vec<String>>,
-    /// the server's ALPN choice, when its ServerHello showed it (TLS 1.2 and older)
-    alpn: Option<String>,
-    hello: [Vec<u8>; 2],
-    muted: bool,
-    /// plaintext arrived from a TLS library for this connection
-    library: Option<&'static str>,
-    raw: [Reasm; 2],
-    ssl: [Reasm; 2],
-    http: Option<HttpConn>,
-    /// the connection speaks HTTP/2 (then `http` is `None`); boxed, as most do not
-    h2: Option<Box<H2Conn>>,
-    /// bytes were given to the HTTP parser
-    fed: bool,
-    /// bytes seen while neither side was known to be the client
-    undecided: u64,
-    seq: u64,
-    /// wire bytes as seen in user space (the kernel's counters win at close)
-    bytes_sent: u64,
-    bytes_recv: u64,
-    /// the Java agent's id of the engine or socket whose plaintext this connection carries
-    java: Option<u64>,
-    /// creation order (the most recent of several candidates wins)
-    serial: u64,
-    /// bytes counted for this connection in the memory budget
-    mem: usize,
-    /// since when something is in flight (ns), for the budget's eviction order
-    busy_since: Option<u64>,
-    /// last record (ns)
-    active: u64,
-}
-
-fn di(d: Dir) -> usize {
-    match d {
-        Dir::Recv => 0,
-        Dir::Send => 1,
-    }
-}
 
 pub struct TrackerConfig {
     pub limits: BodyLimits,
@@ -256,45 +178,6 @@ impl Tracker {
             self.budget.total += added;
         }
         c
-    }
-}
-
-impl Conn {
-    fn new(id: String, pid: u32, fd: i32, ts: Timestamp, limits: BodyLimits, serial: u64) -> Conn {
-        Conn {
-            id,
-            pid,
-            fd,
-            sk: 0,
-            direction: None,
-            local: None,
-            remote: None,
-            opened: ts,
-            opened_emitted: false,
-            tls: false,
-            tls_version: None,
-            sni: None,
-            client_hello: false,
-            alpn_offered: None,
-            alpn: None,
-            hello: [Vec::new(), Vec::new()],
-            muted: false,
-            library: None,
-            raw: [Reasm::default(), Reasm::default()],
-            ssl: [Reasm::default(), Reasm::default()],
-            http: Some(HttpConn::new(limits)),
-            h2: None,
-            fed: false,
-            undecided: 0,
-            seq: 0,
-            bytes_sent: 0,
-            bytes_recv: 0,
-            java: None,
-            serial,
-            mem: 0,
-            busy_since: None,
-            active: 0,
-        }
     }
 }
 
@@ -540,6 +423,13 @@ impl Tracker {
                         c.muted = true;
                         k.set_sock_state(c.pid, c.fd, Some(qtap_common::sock_state::MUTE));
                     }
+                }
+                // library positions come from the kernel's per-`SSL*` table, an LRU: an
+                // entry evicted (or tied to its socket anew) counts from 0 again. A library
+                // never hands the same bytes twice, so a position behind the stream is such
+                // a restart, not a repeat: nothing was lost, the count starts over
+                if c.ssl[d].expected.is_some_and(|e| pos < e) {
+                    c.ssl[d].expected = Some(pos);
                 }
                 let (lost, fresh) = c.ssl[d].accept(pos, bytes);
                 self.feed(key, dir, lost, fresh, ts);

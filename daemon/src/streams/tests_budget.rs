@@ -223,3 +223,30 @@ fn the_oldest_exchange_goes_first_and_its_connection_goes_on() {
     let r = next.transaction.response.as_ref().unwrap();
     assert_eq!((r.status, r.body.text.as_str()), (200, "next"));
 }
+
+#[test]
+fn a_tls_library_count_that_restarts_loses_nothing() {
+    // the kernel's per-`SSL*` table is an LRU: when it evicts a live `SSL*`, the next call
+    // counts positions from 0 again; the bytes must still be parsed, not taken for repeats
+    let me = std::process::id();
+    let mut t = tracker(DEFAULT_MAX_BUFFER_BYTES);
+    let mut k = FakeKernel::default();
+    connect(&mut t, &mut k, me, 7, 1);
+    let lib = |pos, dir, b: &[u8], ts| data(me, 7, pos, dir, Source::OpenSsl, 0xabc, b, ts);
+    let req1 = b"GET /one HTTP/1.1\r\nHost: a\r\n\r\n";
+    let resp1 = b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1";
+    t.handle(lib(0, Dir::Send, req1, 10), &wall, &mut k);
+    t.handle(lib(0, Dir::Recv, resp1, 11), &wall, &mut k);
+    // evicted: both directions count from 0 again
+    let req2 = b"GET /two HTTP/1.1\r\nHost: a\r\n\r\n";
+    let resp2 = b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n2";
+    t.handle(lib(0, Dir::Send, req2, 12), &wall, &mut k);
+    t.handle(lib(0, Dir::Recv, resp2, 13), &wall, &mut k);
+    let evs = t.drain();
+    let paths: Vec<&str> = transactions(&evs)
+        .iter()
+        .map(|t| t.transaction.request.path.as_str())
+        .collect();
+    assert_eq!(paths, ["/one", "/two"]);
+    assert!(!evs.iter().any(|e| matches!(e, Event::Dropped(_))));
+}
