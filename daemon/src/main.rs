@@ -32,7 +32,6 @@ fn make_engine(cfg: &CaptureConfig) -> Arc<dyn ProbeControl> {
             socket_table: cfg.socket_table_entries,
             ..Default::default()
         },
-        ..EngineConfig::default()
     }))
 }
 
