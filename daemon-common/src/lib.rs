@@ -15,6 +15,8 @@ pub const CHUNK_SIZE: usize = 16 * 1024;
 pub const MAX_CHUNKS_PER_CALL: u32 = 64;
 /// iovecs followed per readv/writev/recvmsg/sendmsg call.
 pub const MAX_IOVECS: u32 = 64;
+/// Entries of the kernel's socket table (`SOCKS`) unless the loader says otherwise.
+pub const SOCKS_MAX_ENTRIES: u32 = 65_536;
 
 /// Record kinds (`Header::kind`).
 pub mod kind {
@@ -73,7 +75,12 @@ pub mod drop_reason {
     pub const READ_FAULT_BYTES: u32 = 3;
     /// records for control events (connect/accept/close/exec) lost
     pub const CONTROL_EVENTS: u32 = 4;
-    pub const COUNT: u32 = 5;
+    /// connections not captured because the `SOCKS` table was full
+    pub const SOCKET_TABLE_FULL: u32 = 5;
+    /// TLS library or socket calls not captured because the table of threads in such a
+    /// call was full
+    pub const THREAD_TABLE_FULL: u32 = 6;
+    pub const COUNT: u32 = 7;
 }
 
 #[repr(C)]

@@ -69,6 +69,25 @@ fn read_sockaddr(p: u64) -> Addr {
     a
 }
 
+/// Marks a connected or accepted socket for capture. `false` when the table is full:
+/// the connection is counted as lost (`SOCKET_TABLE_FULL`) and nothing of it is sent, so
+/// user space keeps no state for a socket whose close it would never hear of.
+#[inline(always)]
+fn track(pid_tgid: u64, fd: i32) -> bool {
+    let info = SockInfo {
+        state: sock_state::CAPTURE,
+        ..Default::default()
+    };
+    if SOCKS
+        .insert(&sock_key((pid_tgid >> 32) as u32, fd), &info, 0)
+        .is_err()
+    {
+        count_drop(drop_reason::SOCKET_TABLE_FULL, 1);
+        return false;
+    }
+    true
+}
+
 #[tracepoint]
 pub fn sys_enter_socket(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
@@ -150,11 +169,9 @@ pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
         return 0;
     }
     let fd = a.fd as i32;
-    let info = SockInfo {
-        state: sock_state::CAPTURE,
-        ..Default::default()
-    };
-    let _ = SOCKS.insert(&sock_key((pid_tgid >> 32) as u32, fd), &info, 0);
+    if !track(pid_tgid, fd) {
+        return 0;
+    }
     let ev: ConnEvent = ConnEvent {
         header: header(kind::CONNECT, pid_tgid, fd),
         local: a.local,
@@ -216,11 +233,9 @@ fn accept_exit(ctx: &TracePointContext) -> u32 {
         return 0;
     }
     let fd = fd as i32;
-    let info = SockInfo {
-        state: sock_state::CAPTURE,
-        ..Default::default()
-    };
-    let _ = SOCKS.insert(&sock_key((pid_tgid >> 32) as u32, fd), &info, 0);
+    if !track(pid_tgid, fd) {
+        return 0;
+    }
     let ev: ConnEvent = ConnEvent {
         header: header(kind::ACCEPT, pid_tgid, fd),
         local: Addr::default(),

@@ -236,7 +236,10 @@ fn enter(ctx: &TracePointContext, dir: u8, shape: Shape) -> u32 {
         // SAFETY: this thread's own entry (see `DATA_ARGS`).
         Some(p) => unsafe { *p = a },
         None => {
-            let _ = DATA_ARGS.insert(&pid_tgid, &a, 0);
+            if DATA_ARGS.insert(&pid_tgid, &a, 0).is_err() {
+                // the table of threads in a call is full: this call goes uncaptured
+                crate::maps::count_drop(qtap_common::drop_reason::THREAD_TABLE_FULL, 1);
+            }
         }
     }
     0

@@ -18,9 +18,13 @@ pub static SCRATCH: PerCpuArray<DataEvent> = PerCpuArray::with_max_entries(1, 0)
 pub static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(drop_reason::COUNT, 0);
 
 /// (tgid << 32 | fd) → what to do with that socket. Filled by connect/accept, by user
-/// space for sockets that existed before attach, emptied by close.
+/// space for sockets that existed before attach, emptied by close. Not an LRU: evicting
+/// a live socket would skip its bytes and lose its close without a trace. When full, a
+/// new socket is not captured and is counted (`drop_reason::SOCKET_TABLE_FULL`); user
+/// space sweeps out entries of sockets closed without close(2) (process exit, exec).
+/// The loader may resize it (`SOCKS_MAX_ENTRIES`).
 #[map]
-pub static SOCKS: LruHashMap<u64, SockInfo> = LruHashMap::with_max_entries(65_536, 0);
+pub static SOCKS: HashMap<u64, SockInfo> = HashMap::with_max_entries(65_536, 0);
 
 /// `SSL*` → the socket it reads and writes, and per-direction plaintext counters.
 #[map]
@@ -28,10 +32,12 @@ pub static SSL_FDS: LruHashMap<u64, SslInfo> = LruHashMap::with_max_entries(65_5
 
 /// Arguments of a read/write-family syscall in flight, by pid_tgid. Each thread's entry
 /// is rewritten in place by the next call and marked consumed (`fd == -1`) by the exit,
-/// never deleted: an in-place write of a looked-up value takes no lock, where a hash
-/// update or delete takes a bucket lock and recycles an element (measured: this pair
-/// of hooks runs ~1 M times per 10 s of nginx+TLS under wrk). LRU, so the entries of
-/// threads that ended make room for new ones.
+/// deleted only when the thread exits (`sched_process_exit`): an in-place write of a
+/// looked-up value takes no lock, where a hash update or delete takes a bucket lock and
+/// recycles an element (measured: this pair of hooks runs ~1 M times per 10 s of
+/// nginx+TLS under wrk). Not an LRU: evicting the entry of a call in flight would skip
+/// its bytes without a trace; when full, a new thread's call is counted
+/// (`drop_reason::THREAD_TABLE_FULL`) instead.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct DataArgs {
@@ -48,7 +54,10 @@ pub struct DataArgs {
 }
 
 #[map]
-pub static DATA_ARGS: LruHashMap<u64, DataArgs> = LruHashMap::with_max_entries(16_384, 0);
+pub static DATA_ARGS: HashMap<u64, DataArgs> = HashMap::with_max_entries(THREADS, 0);
+
+/// Threads in a read/write-family or TLS library call at once (see `DATA_ARGS`).
+pub const THREADS: u32 = 32_768;
 
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -76,7 +85,8 @@ pub static ACCEPT_ARGS: HashMap<u64, AcceptArgs> = HashMap::with_max_entries(16_
 pub static SOCKET_ARGS: HashMap<u64, u64> = HashMap::with_max_entries(16_384, 0);
 
 /// An SSL_read/SSL_write call in flight on a thread; like `DATA_ARGS`, rewritten in
-/// place per call and marked consumed (`ssl == 0`) by the return probe.
+/// place per call, marked consumed (`ssl == 0`) by the return probe, deleted when the
+/// thread exits, and not an LRU.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct SslArgs {
@@ -93,7 +103,7 @@ pub struct SslArgs {
 }
 
 #[map]
-pub static SSL_ARGS: LruHashMap<u64, SslArgs> = LruHashMap::with_max_entries(16_384, 0);
+pub static SSL_ARGS: HashMap<u64, SslArgs> = HashMap::with_max_entries(THREADS, 0);
 
 /// pid_tgid → the `SSL*` (GnuTLS session) of the thread's last TLS library call, when
 /// that call left it without a socket: libraries driven through memory BIOs (Node.js)

@@ -13,7 +13,10 @@ use aya_ebpf::{
 use qtap_common::{EXIT_CODE_UNKNOWN, FILENAME_LEN, Header, ProcEvent, drop_reason, kind};
 
 use crate::{
-    maps::{EVENTS, count_drop},
+    maps::{
+        ACCEPT_ARGS, CONNECT_ARGS, DATA_ARGS, EVENTS, GO_THREADS, SOCKET_ARGS, SSL_ARGS,
+        SSL_PENDING, count_drop,
+    },
     self_tgid, task_exit_code_off,
 };
 
@@ -74,6 +77,14 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
+    // every thread: its entries in the per-thread tables go with it
+    let _ = DATA_ARGS.remove(&pid_tgid);
+    let _ = SSL_ARGS.remove(&pid_tgid);
+    let _ = SSL_PENDING.remove(&pid_tgid);
+    let _ = GO_THREADS.remove(&pid_tgid);
+    let _ = CONNECT_ARGS.remove(&pid_tgid);
+    let _ = ACCEPT_ARGS.remove(&pid_tgid);
+    let _ = SOCKET_ARGS.remove(&pid_tgid);
     // only the thread-group leader: the process is gone, not one of its threads
     if (pid_tgid >> 32) as u32 != pid_tgid as u32 || (pid_tgid >> 32) as u32 == self_tgid() {
         return 0;

@@ -47,7 +47,10 @@ fn enter(ctx: &ProbeContext, dir: u8, ex: bool, src: u8) -> u32 {
         // programs use it, and a thread runs on one CPU at a time.
         Some(p) => unsafe { *p = a },
         None => {
-            let _ = SSL_ARGS.insert(&pid_tgid, &a, 0);
+            if SSL_ARGS.insert(&pid_tgid, &a, 0).is_err() {
+                // the table of threads in a call is full: this call goes uncaptured
+                crate::maps::count_drop(qtap_common::drop_reason::THREAD_TABLE_FULL, 1);
+            }
         }
     }
     0

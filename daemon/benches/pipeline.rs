@@ -62,11 +62,9 @@ impl Sim {
         let pid = std::process::id();
         let mut s = Sim {
             t: Tracker::new(
-                TrackerConfig {
-                    limits: BodyLimits {
-                        max_body_bytes: 1 << 20,
-                    },
-                },
+                TrackerConfig::new(BodyLimits {
+                    max_body_bytes: 1 << 20,
+                }),
                 Processes::new(Path::new("/proc")),
             ),
             pid,

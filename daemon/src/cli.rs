@@ -61,6 +61,21 @@ pub struct Cli {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_BODY_BYTES, global = true)]
     pub max_body_bytes: u64,
 
+    /// The memory budget for captured traffic held in memory, across all connections:
+    /// requests and responses in flight, their bodies, HTTP/2 streams, TLS handshakes
+    /// being read. Past it the oldest unfinished exchanges are dropped, and reported as
+    /// system.dropped {reason: "memory-budget"}. Each client's queue of events holds at
+    /// most a quarter of it. Units: K, M, G (powers of 1024); a bare number is bytes.
+    #[arg(long, value_name = "BYTES", default_value = "256M", value_parser = parse_bytes, global = true)]
+    pub max_buffer_bytes: u64,
+
+    /// Sockets the kernel side follows at once (its socket table). When it is full, new
+    /// connections are not captured and are reported as system.dropped
+    /// {reason: "socket-table-full"}; connections followed already are never pushed out.
+    #[arg(long, value_name = "N", default_value_t = qtap_common::SOCKS_MAX_ENTRIES,
+          value_parser = clap::value_parser!(u32).range(16..=4_194_304), global = true)]
+    pub socket_table_entries: u32,
+
     /// Docker's API socket, asked for the name, image and Compose/Kubernetes labels of
     /// the containers that make requests. Without an answer containers are shown by id
     /// and runtime. An empty value turns Docker lookups off.
@@ -109,6 +124,10 @@ impl LogLevel {
 #[derive(Clone, Debug)]
 pub struct CaptureConfig {
     pub max_body_bytes: u64,
+    /// `--max-buffer-bytes`
+    pub max_buffer_bytes: u64,
+    /// `--socket-table-entries`
+    pub socket_table_entries: u32,
     /// `None`: no Docker lookups
     pub docker_socket: Option<PathBuf>,
 }
@@ -143,6 +162,8 @@ impl Cli {
     pub fn mode(&self) -> Mode {
         let capture = CaptureConfig {
             max_body_bytes: self.max_body_bytes,
+            max_buffer_bytes: self.max_buffer_bytes,
+            socket_table_entries: self.socket_table_entries,
             docker_socket: Some(PathBuf::from(&self.docker_socket))
                 .filter(|p| !p.as_os_str().is_empty()),
         };
@@ -174,6 +195,34 @@ impl Cli {
 
 fn check_topics(s: &str) -> Result<String, String> {
     parse_topics(s).map(|_| s.to_string())
+}
+
+/// Smallest `--max-buffer-bytes`: below it a single exchange could not be held.
+pub const MIN_BUFFER_BYTES: u64 = 4 << 20;
+
+/// `256M`, `1G`, `512K`, `1048576` (bytes); K, M, G are powers of 1024 (`KiB`, `MB`...
+/// are read the same). At least [`MIN_BUFFER_BYTES`].
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let bad = || format!("invalid size `{s}`: use e.g. 256M, 1G, 512K, or a number of bytes");
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let n: u64 = t[..digits].parse().map_err(|_| bad())?;
+    let unit = t[digits..].trim().to_ascii_uppercase();
+    let shift = match unit.trim_end_matches('B').trim_end_matches('I') {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        _ => return Err(bad()),
+    };
+    let v = n.checked_mul(1u64 << shift).ok_or_else(bad)?;
+    if v < MIN_BUFFER_BYTES {
+        return Err(format!(
+            "--max-buffer-bytes {s} is too small: at least {}M is needed to hold one exchange",
+            MIN_BUFFER_BYTES >> 20
+        ));
+    }
+    Ok(v)
 }
 
 /// `500ms`, `30s`, `10m`, `1h`, `1m30s`, or a bare number of seconds.
@@ -290,6 +339,40 @@ mod tests {
         );
         assert!(parse(&["--enable-dev-tools", "--log-level", "loud"]).is_err());
         assert!(parse(&["--enable-dev-tools", "--grace", "soon"]).is_err());
+    }
+
+    #[test]
+    fn memory_budget_and_socket_table() {
+        assert_eq!(parse_bytes("256M"), Ok(256 << 20));
+        assert_eq!(parse_bytes("1G"), Ok(1 << 30));
+        assert_eq!(parse_bytes("32MiB"), Ok(32 << 20));
+        assert_eq!(parse_bytes("8388608"), Ok(8 << 20));
+        assert!(parse_bytes("1M").unwrap_err().contains("too small"));
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("99999999999G").is_err());
+        let Mode::DevTools(c) = parse(&["--enable-dev-tools"]).unwrap().mode() else {
+            panic!()
+        };
+        assert_eq!(
+            (c.capture.max_buffer_bytes, c.capture.socket_table_entries),
+            (256 << 20, 65_536)
+        );
+        let Mode::Trace(t) = parse(&[
+            "trace",
+            "--max-buffer-bytes",
+            "64M",
+            "--socket-table-entries",
+            "1024",
+        ])
+        .unwrap()
+        .mode() else {
+            panic!()
+        };
+        assert_eq!(
+            (t.capture.max_buffer_bytes, t.capture.socket_table_entries),
+            (64 << 20, 1024)
+        );
+        assert!(parse(&["trace", "--socket-table-entries", "0"]).is_err());
     }
 
     #[test]

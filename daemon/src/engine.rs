@@ -1,7 +1,7 @@
 //! The capture engine: one thread that owns the kernel programs while someone watches,
 //! turns records into events (streams → http → attribution) and hands them to a sink.
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -18,6 +18,8 @@ use crate::streams::{KernelControl, Tracker, TrackerConfig};
 pub struct EngineConfig {
     pub capture: CaptureConfig,
     pub max_body_bytes: usize,
+    /// the global memory budget (`--max-buffer-bytes`)
+    pub max_buffer_bytes: usize,
     /// where to ask Docker for container names; `None`: containers by id only
     pub docker: Option<DockerConfig>,
 }
@@ -27,6 +29,7 @@ impl Default for EngineConfig {
         EngineConfig {
             capture: CaptureConfig::default(),
             max_body_bytes: 1 << 20,
+            max_buffer_bytes: crate::streams::DEFAULT_MAX_BUFFER_BYTES,
             docker: Some(DockerConfig::default()),
         }
     }
@@ -48,6 +51,8 @@ pub struct Engine {
     probes: Arc<Mutex<Vec<ProbeStatus>>>,
     /// process.started for processes with open connections (for new clients)
     snapshot: Arc<Mutex<Vec<Event>>>,
+    /// (connections followed, bytes buffered), updated by the capture thread
+    held: Arc<[AtomicU64; 2]>,
 }
 
 struct Ctl<'a>(&'a mut Capture);
@@ -65,6 +70,7 @@ impl Engine {
             running: Mutex::new(None),
             probes: Arc::default(),
             snapshot: Arc::default(),
+            held: Arc::default(),
         }
     }
 
@@ -94,6 +100,7 @@ impl Engine {
         let stop = Arc::new(AtomicBool::new(false));
         let cfg = self.cfg.clone();
         let (stop2, probes, snapshot) = (stop.clone(), self.probes.clone(), self.snapshot.clone());
+        let held = self.held.clone();
         let thread = std::thread::Builder::new()
             .name("qtap-capture".into())
             .spawn(move || {
@@ -121,7 +128,9 @@ impl Engine {
                 // right after `system.connected` on such a connection is never missed
                 let existing = cap.prime_existing();
                 let _ = tx.send(Ok(all));
-                run(cap, java, existing, cfg, sink, stop2, probes, snapshot);
+                run(
+                    cap, java, existing, cfg, sink, stop2, probes, snapshot, held,
+                );
             })
             .map_err(|e| CaptureError::Load(format!("cannot start the capture thread: {e}")))?;
         match rx.recv() {
@@ -177,6 +186,7 @@ fn run(
     stop: Arc<AtomicBool>,
     probes: Arc<Mutex<Vec<ProbeStatus>>>,
     snapshot: Arc<Mutex<Vec<Event>>>,
+    held: Arc<[AtomicU64; 2]>,
 ) {
     // the Docker client lives as long as the probes do
     let mut procs = Processes::new(cap.proc_root());
@@ -188,6 +198,7 @@ fn run(
             limits: BodyLimits {
                 max_body_bytes: cfg.max_body_bytes,
             },
+            max_buffer_bytes: cfg.max_buffer_bytes,
         },
         procs,
     );
@@ -205,6 +216,7 @@ fn run(
     let mut records = Vec::new();
     let mut last_tick = Instant::now();
     let mut bad_records = 0u64;
+    let mut sweeper = crate::capture::sweep::Sweeper::new();
     let mut idle_polls = 0u32;
     while !stop.load(Ordering::Relaxed) {
         // read before the ring buffer: every kernel record of what a Java message
@@ -321,6 +333,12 @@ fn run(
             if d.control_events > 0 {
                 drops.push((d.control_events, 0, "ringbuf-full-control"));
             }
+            if d.socket_table_full > 0 {
+                drops.push((d.socket_table_full, 0, "socket-table-full"));
+            }
+            if d.thread_table_full > 0 {
+                drops.push((d.thread_table_full, 0, "thread-table-full"));
+            }
             let drops = drops
                 .into_iter()
                 .map(|(events, bytes, reason)| {
@@ -335,11 +353,21 @@ fn run(
             if let Ok(mut s) = snapshot.lock() {
                 *s = tracker.snapshot();
             }
+            // sockets closed without close(2) (exit, exec, dup2): their kernel entries
+            // and connections go
+            let idle = || tracker.idle_sockets(crate::capture::sweep::IDLE, Timestamp::now());
+            if let Some(gone) = sweeper.due(now, d.socket_table_full > 0, &mut cap, idle) {
+                tracker.sockets_gone(&gone, Timestamp::now(), &mut Ctl(&mut cap));
+            }
         }
         emit(&mut sink, tracker.drain());
+        held[0].store(tracker.open_connections() as u64, Ordering::Relaxed);
+        held[1].store(tracker.buffered_bytes() as u64, Ordering::Relaxed);
     }
     tracker.close_all(Timestamp::now());
     emit(&mut sink, tracker.drain());
+    held[0].store(0, Ordering::Relaxed);
+    held[1].store(0, Ordering::Relaxed);
     drop(java);
     drop(cap);
 }
@@ -360,6 +388,14 @@ impl crate::hub::ProbeControl for Engine {
 
     fn probes(&self) -> Option<Vec<ProbeStatus>> {
         self.is_running().then(|| Engine::probes(self))
+    }
+
+    fn capture_stats(&self) -> Option<crate::hub::CaptureStats> {
+        self.is_running().then(|| crate::hub::CaptureStats {
+            connections: self.held[0].load(Ordering::Relaxed),
+            buffered_bytes: self.held[1].load(Ordering::Relaxed),
+            max_buffer_bytes: self.cfg.max_buffer_bytes as u64,
+        })
     }
 
     fn limits(&self, configured: crate::events::Limits) -> crate::events::Limits {

@@ -436,6 +436,13 @@ pub struct Limits {
     pub max_bytes_per_call: u64,
     /// frames queued per client before it is told it missed some
     pub client_queue: u64,
+    /// bytes (events and their JSON, approximately) queued per client before it is told
+    /// it missed some
+    #[serde(default)]
+    pub client_queue_bytes: u64,
+    /// the daemon's memory budget for traffic it buffers (`--max-buffer-bytes`)
+    #[serde(default)]
+    pub max_buffer_bytes: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

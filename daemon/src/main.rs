@@ -23,11 +23,15 @@ use std::time::Duration;
 fn make_engine(cfg: &CaptureConfig) -> Arc<dyn ProbeControl> {
     Arc::new(Engine::new(EngineConfig {
         max_body_bytes: cfg.max_body_bytes as usize,
+        max_buffer_bytes: usize::try_from(cfg.max_buffer_bytes).unwrap_or(usize::MAX),
         docker: cfg.docker_socket.clone().map(|socket| DockerConfig {
             socket,
             ..DockerConfig::default()
         }),
-        ..EngineConfig::default()
+        capture: qtap::capture::CaptureConfig {
+            socket_table: cfg.socket_table_entries,
+            ..Default::default()
+        },
     }))
 }
 
@@ -63,10 +67,13 @@ fn main() -> ExitCode {
 
 fn hub_config(grace: Duration, capture: &CaptureConfig) -> HubConfig {
     let d = HubConfig::default();
+    let budget = usize::try_from(capture.max_buffer_bytes).unwrap_or(usize::MAX);
     HubConfig {
         grace,
+        client_queue_bytes: qtap::hub::client_queue_bytes(budget),
         limits: Limits {
             max_body_bytes: capture.max_body_bytes,
+            max_buffer_bytes: capture.max_buffer_bytes,
             ..d.limits.clone()
         },
         ..d

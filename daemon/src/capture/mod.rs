@@ -9,6 +9,7 @@ pub mod java;
 pub mod libs;
 pub mod procnet;
 pub mod record;
+pub mod sweep;
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -64,6 +65,8 @@ pub struct CaptureConfig {
     pub ring_bytes: u32,
     /// normally `/proc`
     pub proc_root: PathBuf,
+    /// entries of the kernel's socket table (sockets followed at once)
+    pub socket_table: u32,
 }
 
 impl Default for CaptureConfig {
@@ -71,6 +74,7 @@ impl Default for CaptureConfig {
         CaptureConfig {
             ring_bytes: 32 << 20,
             proc_root: PathBuf::from("/proc"),
+            socket_table: qtap_common::SOCKS_MAX_ENTRIES,
         }
     }
 }
@@ -147,6 +151,10 @@ pub struct DropCounts {
     pub per_call_bytes: u64,
     pub read_fault_bytes: u64,
     pub control_events: u64,
+    /// connections not captured: the socket table was full
+    pub socket_table_full: u64,
+    /// calls not captured: the table of threads in a call was full
+    pub thread_table_full: u64,
 }
 
 /// Kernel (CLOCK_MONOTONIC) → wall-clock conversion.
@@ -186,6 +194,8 @@ pub struct Capture {
     probes: Vec<ProbeStatus>,
     links: Vec<LinkRef>,
     last_drops: [u64; drop_reason::COUNT as usize],
+    /// sockets open before the attach that did not fit the socket table
+    table_full_existing: u64,
     /// CLOCK_REALTIME − CLOCK_MONOTONIC, in ns
     wall_offset: i128,
 }
@@ -263,6 +273,7 @@ impl Capture {
             .override_global("TASK_EXIT_CODE_OFF", &exit_code_off, true)
             .override_global("WAKEUP_BYTES", &wakeup_bytes(cfg.ring_bytes), true)
             .map_max_entries("EVENTS", cfg.ring_bytes)
+            .map_max_entries("SOCKS", cfg.socket_table.max(1))
             .load(OBJECT)
             .map_err(|e| {
                 let s = format!("{e:#}");
@@ -365,6 +376,7 @@ impl Capture {
             probes,
             links,
             last_drops: [0; drop_reason::COUNT as usize],
+            table_full_existing: 0,
             wall_offset,
         };
         for lib in libs::scan_standard_dirs() {
@@ -624,6 +636,8 @@ impl Capture {
                 };
                 if self.socks.insert(sock_key(pid, fd), info, 0).is_ok() {
                     out.push((pid, fd, t, listening.contains(&t.local.port())));
+                } else {
+                    self.table_full_existing += 1;
                 }
             }
         }
@@ -667,10 +681,16 @@ impl Capture {
                 return Err(CaptureError::Ring(e.to_string()));
             }
         }
-        // bounded so a flood cannot starve the caller's other duties
+        // bounded so a flood cannot starve the caller's other duties, nor hold more than
+        // POLL_BYTES of copied records (and the events they make) at once
+        let mut bytes = 0;
         for _ in 0..65_536 {
             let Some(item) = self.ring.next() else { break };
+            bytes += item.len();
             out.push(record::parse(&item));
+            if bytes >= POLL_BYTES {
+                break;
+            }
         }
         Ok(())
     }
@@ -690,11 +710,17 @@ impl Capture {
             per_call_bytes: d(drop_reason::PER_CALL_LIMIT_BYTES),
             read_fault_bytes: d(drop_reason::READ_FAULT_BYTES),
             control_events: d(drop_reason::CONTROL_EVENTS),
+            socket_table_full: d(drop_reason::SOCKET_TABLE_FULL)
+                + std::mem::take(&mut self.table_full_existing),
+            thread_table_full: d(drop_reason::THREAD_TABLE_FULL),
         };
         self.last_drops = now;
         out
     }
 }
+
+/// Record bytes [`Capture::poll`] takes from the ring at most per call.
+pub const POLL_BYTES: usize = 4 << 20;
 
 /// How long [`Capture::poll`] callers may wait at most: data records wake the reader only
 /// once [`wakeup_bytes`] are pending, so below that the reader finds them on this timeout.

@@ -4,6 +4,15 @@ use super::decode::{decode, decoded_cap};
 use crate::events::{Body, BodyEncoding};
 use base64::Engine as _;
 
+/// Heap bytes a header list holds (names, values and the list itself), for the memory
+/// budget.
+pub(crate) fn headers_bytes(h: &crate::events::Headers) -> usize {
+    h.capacity() * std::mem::size_of::<(String, String)>()
+        + h.iter()
+            .map(|(n, v)| n.capacity() + v.capacity())
+            .sum::<usize>()
+}
+
 /// Keeps the first `cap` bytes of a body (after transfer decoding) and counts them all.
 #[derive(Debug, Default)]
 pub(crate) struct BodyCapture {
@@ -40,6 +49,11 @@ impl BodyCapture {
             self.data
                 .extend_from_slice(b.get(..room.min(b.len())).unwrap_or_default());
         }
+    }
+
+    /// Heap bytes held (the kept bytes and notes), for the memory budget.
+    pub(crate) fn held_bytes(&self) -> usize {
+        self.data.capacity() + self.notes.iter().map(String::capacity).sum::<usize>()
     }
 
     /// The bytes kept so far (contiguous from the start of the body).

@@ -46,6 +46,11 @@ pub(crate) struct Chunked {
 }
 
 impl Chunked {
+    /// Heap bytes held (the trailer section in progress), for the memory budget.
+    pub(crate) fn held_bytes(&self) -> usize {
+        self.trailers.capacity()
+    }
+
     pub(crate) fn new() -> Self {
         Chunked {
             st: St::Size {

@@ -15,6 +15,8 @@ use std::collections::VecDeque;
 
 #[path = "conn_gaps.rs"]
 mod gaps;
+#[path = "conn_mem.rs"]
+mod mem;
 
 /// Most exchanges in flight (requests awaiting responses) on one connection; past it the
 /// connection is given up (it reports `is_not_http`).

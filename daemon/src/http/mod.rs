@@ -34,7 +34,7 @@ mod tests_gaps;
 mod tests_pairing;
 
 use crate::events::{Body, Headers, Timestamp};
-pub(crate) use body::BodyCapture;
+pub(crate) use body::{BodyCapture, headers_bytes};
 pub use conn::{HttpConn, MAX_PENDING};
 pub use decode::MAX_DECODED_BYTES;
 pub(crate) use decode::{decode, decoded_cap};

@@ -173,6 +173,24 @@ fn take_line<'a>(input: &mut &'a [u8]) -> &'a [u8] {
 }
 
 impl SideParser {
+    /// Between messages (nothing of a message in progress), or not parsing any more.
+    pub(crate) fn at_boundary(&self) -> bool {
+        match self.st {
+            St::Start => self.buf.is_empty(),
+            St::Stopped => true,
+            _ => false,
+        }
+    }
+
+    /// Heap bytes held (the head or trailers in progress), for the memory budget.
+    pub(crate) fn held_bytes(&self) -> usize {
+        self.buf.capacity()
+            + match &self.st {
+                St::Chunked(c) => c.held_bytes(),
+                _ => 0,
+            }
+    }
+
     pub(crate) fn new(kind: Kind) -> Self {
         SideParser {
             kind,

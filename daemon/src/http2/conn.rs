@@ -8,6 +8,8 @@ use std::collections::{BTreeMap, VecDeque};
 
 #[path = "conn_frames.rs"]
 mod frames;
+#[path = "conn_mem.rs"]
+mod mem;
 
 /// Most streams followed at once on one connection; past it the oldest is given up.
 pub const MAX_STREAMS: usize = 128;

@@ -37,12 +37,35 @@ pub trait ProbeControl: Send + Sync + 'static {
     fn probes(&self) -> Option<Vec<ProbeStatus>> {
         None
     }
+    /// What the capture holds now (for health), while attached.
+    fn capture_stats(&self) -> Option<CaptureStats> {
+        None
+    }
+}
+
+/// What the capture holds in memory, for `/devtools/api/health`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CaptureStats {
+    /// connections the capture follows now
+    pub connections: u64,
+    /// bytes counted against `--max-buffer-bytes` now
+    pub buffered_bytes: u64,
+    /// the budget
+    pub max_buffer_bytes: u64,
 }
 
 /// Defaults announced in `system.connected` when the engine does not say otherwise.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
 pub const DEFAULT_CHUNK_BYTES: u64 = 16 * 1024;
 pub const DEFAULT_MAX_BYTES_PER_CALL: u64 = 256 * 1024;
+/// Bytes queued per client by default: a quarter of the default memory budget.
+pub const DEFAULT_CLIENT_QUEUE_BYTES: usize = 64 << 20;
+
+/// The per-client queue bound for a memory budget of `max_buffer_bytes`: a quarter of
+/// it, at least 1 MiB.
+pub fn client_queue_bytes(max_buffer_bytes: usize) -> usize {
+    (max_buffer_bytes / 4).max(1 << 20)
+}
 
 #[derive(Clone, Debug)]
 pub struct HubConfig {
@@ -50,6 +73,8 @@ pub struct HubConfig {
     pub grace: Duration,
     /// frames queued per client before it starts missing some
     pub client_queue: usize,
+    /// bytes (see [`Entry::weight`]) queued per client before it starts missing some
+    pub client_queue_bytes: usize,
     pub limits: Limits,
     /// `system.connected.version` and health
     pub version: String,
@@ -60,11 +85,14 @@ impl Default for HubConfig {
         HubConfig {
             grace: Duration::from_secs(5),
             client_queue: 4096,
+            client_queue_bytes: DEFAULT_CLIENT_QUEUE_BYTES,
             limits: Limits {
                 max_body_bytes: DEFAULT_MAX_BODY_BYTES,
                 chunk_bytes: DEFAULT_CHUNK_BYTES,
                 max_bytes_per_call: DEFAULT_MAX_BYTES_PER_CALL,
                 client_queue: 4096,
+                client_queue_bytes: DEFAULT_CLIENT_QUEUE_BYTES as u64,
+                max_buffer_bytes: 0,
             },
             version: env!("CARGO_PKG_VERSION").to_string(),
         }
@@ -76,14 +104,49 @@ impl Default for HubConfig {
 pub struct Entry {
     envelope: Envelope,
     json: OnceLock<String>,
+    weight: usize,
+}
+
+/// Heap bytes of an event's strings that can be large (bodies, headers, gRPC messages).
+fn event_bytes(e: &Event) -> usize {
+    let headers = |h: &crate::events::Headers| -> usize {
+        h.iter().map(|(n, v)| n.len() + v.len() + 48).sum()
+    };
+    match e {
+        Event::HttpTransaction(t) => {
+            let tx = &t.transaction;
+            let mut n = headers(&tx.request.headers) + tx.request.body.text.len();
+            n += tx.request.url.len() + tx.request.path.len();
+            if let Some(r) = &tx.response {
+                n += headers(&r.headers) + r.body.text.len();
+            }
+            if let Some(g) = &tx.grpc {
+                n += g
+                    .messages
+                    .iter()
+                    .map(|m| m.data.len() + m.dump.as_ref().map_or(0, String::len) + 64)
+                    .sum::<usize>();
+            }
+            n + 1024
+        }
+        Event::Connected(c) => 512 + c.probes.len() * 256,
+        _ => 512,
+    }
 }
 
 impl Entry {
     pub fn new(envelope: Envelope) -> Self {
+        let weight = 2 * event_bytes(&envelope.data);
         Entry {
             envelope,
             json: OnceLock::new(),
+            weight,
         }
+    }
+    /// What this entry holds in memory, approximately: the event and its JSON text
+    /// (twice the event's strings). Client queues are bounded by it.
+    pub fn weight(&self) -> usize {
+        self.weight
     }
     pub fn topic(&self) -> &'static str {
         self.envelope.data.topic()
@@ -280,6 +343,9 @@ pub struct HubStatus {
     pub drops: u64,
     pub drops_by_reason: DropCounts,
     pub uptime_s: u64,
+    /// present while the probes are attached
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture: Option<CaptureStats>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -368,7 +434,11 @@ impl Hub {
             )
         };
         // From here on, `Subscription::drop` undoes the count above.
-        let queue = Arc::new(ClientQueue::new(inner.cfg.client_queue, topics));
+        let queue = Arc::new(ClientQueue::new(
+            inner.cfg.client_queue,
+            inner.cfg.client_queue_bytes,
+            topics,
+        ));
         let sub = Subscription {
             inner: inner.clone(),
             queue: queue.clone(),
@@ -388,6 +458,7 @@ impl Hub {
         }
         let mut limits = inner.control.limits(inner.cfg.limits.clone());
         limits.client_queue = inner.cfg.client_queue as u64;
+        limits.client_queue_bytes = inner.cfg.client_queue_bytes as u64;
         let connected = Event::Connected(Connected {
             version: inner.cfg.version.clone(),
             hostname: inner.hostname.clone(),
@@ -481,6 +552,11 @@ impl Hub {
             drops: drops_by_reason.capture_events + drops_by_reason.slow_client_events,
             drops_by_reason,
             uptime_s: inner.started.elapsed().as_secs(),
+            capture: if attached {
+                inner.control.capture_stats()
+            } else {
+                None
+            },
         }
     }
 }

@@ -1,5 +1,9 @@
 //! One client's bounded queue of frames, with the count of what it missed.
 //!
+//! Bounded twice: in frames, and in bytes (each entry's [`Entry::weight`]: its event and
+//! JSON text), so a client that stops reading holds at most `cap_bytes` however large the
+//! captured bodies are. One entry is always accepted into an empty queue.
+//!
 //! The publisher (any thread, never async) offers entries; when the queue is full the entry
 //! is counted instead of queued. The count reaches the client as one `system.dropped
 //! {reason: "slow-client"}` placed exactly where the gap is: either by the publisher, in
@@ -35,6 +39,8 @@ pub(crate) enum Pop {
 #[derive(Default)]
 struct State {
     frames: VecDeque<Arc<Entry>>,
+    /// the queued entries' weights
+    bytes: usize,
     dropped_events: u64,
     dropped_bytes: u64,
     closed: bool,
@@ -42,6 +48,7 @@ struct State {
 
 pub(crate) struct ClientQueue {
     cap: usize,
+    cap_bytes: usize,
     /// `None`: every topic. `system.*` frames are always delivered (see `wants`).
     topics: Option<Vec<String>>,
     state: Mutex<State>,
@@ -49,13 +56,21 @@ pub(crate) struct ClientQueue {
 }
 
 impl ClientQueue {
-    pub(crate) fn new(cap: usize, topics: Option<Vec<String>>) -> Self {
+    pub(crate) fn new(cap: usize, cap_bytes: usize, topics: Option<Vec<String>>) -> Self {
         ClientQueue {
             cap: cap.max(1),
+            cap_bytes,
             topics,
             state: Mutex::default(),
             notify: Notify::new(),
         }
+    }
+
+    /// No room for `entry`: too many frames, or too many bytes (one entry always fits an
+    /// empty queue).
+    fn full(&self, st: &State, entry: &Entry) -> bool {
+        st.frames.len() >= self.cap
+            || (!st.frames.is_empty() && st.bytes + entry.weight() > self.cap_bytes)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -83,16 +98,16 @@ impl ClientQueue {
         if st.closed {
             return Offer::Closed;
         }
-        if st.frames.len() >= self.cap {
+        if self.full(&st, entry) {
             st.dropped_events += 1;
             st.dropped_bytes += entry.envelope().data.body_bytes();
             return Offer::Dropped;
         }
         if let Some(gap) = take_gap(&mut st) {
             // The marker may take the queue one past its capacity; it is one small frame.
-            st.frames.push_back(gap);
+            push(&mut st, gap);
         }
-        st.frames.push_back(entry.clone());
+        push(&mut st, entry.clone());
         drop(st);
         self.notify.notify_one();
         Offer::Queued
@@ -110,7 +125,7 @@ impl ClientQueue {
             if !self.wants(entry.topic()) {
                 continue;
             }
-            if st.frames.len() >= self.cap {
+            if self.full(&st, entry) {
                 st.dropped_events += 1;
                 // counted without encoding the event: a client that falls behind must
                 // not make the publisher (the capture thread) do more work
@@ -119,9 +134,9 @@ impl ClientQueue {
                 continue;
             }
             if let Some(gap) = take_gap(&mut st) {
-                st.frames.push_back(gap);
+                push(&mut st, gap);
             }
-            st.frames.push_back(entry.clone());
+            push(&mut st, entry.clone());
             queued = true;
         }
         drop(st);
@@ -136,6 +151,7 @@ impl ClientQueue {
     pub(crate) fn push_front_all(&self, entries: Vec<Arc<Entry>>) {
         let mut st = self.lock();
         for e in entries.into_iter().rev() {
+            st.bytes += e.weight();
             st.frames.push_front(e);
         }
         drop(st);
@@ -150,9 +166,9 @@ impl ClientQueue {
             return;
         }
         if let Some(gap) = take_gap(&mut st) {
-            st.frames.push_back(gap);
+            push(&mut st, gap);
         }
-        st.frames.push_back(last);
+        push(&mut st, last);
         st.closed = true;
         drop(st);
         self.notify.notify_one();
@@ -161,6 +177,7 @@ impl ClientQueue {
     pub(crate) fn try_pop(&self) -> Pop {
         let mut st = self.lock();
         if let Some(e) = st.frames.pop_front() {
+            st.bytes = st.bytes.saturating_sub(e.weight());
             return Pop::Entry(e);
         }
         if let Some(gap) = take_gap(&mut st) {
@@ -187,6 +204,11 @@ impl ClientQueue {
     pub(crate) fn len(&self) -> usize {
         self.lock().frames.len()
     }
+}
+
+fn push(st: &mut State, e: Arc<Entry>) {
+    st.bytes += e.weight();
+    st.frames.push_back(e);
 }
 
 fn take_gap(st: &mut State) -> Option<Arc<Entry>> {
@@ -229,7 +251,7 @@ mod tests {
 
     #[test]
     fn full_queue_counts_and_reports_the_gap_in_place() {
-        let q = ClientQueue::new(2, None);
+        let q = ClientQueue::new(2, usize::MAX, None);
         let (a, b, c) = (ev(1), ev(2), ev(3));
         // a transaction with a 300-byte response body (docs/events.md's example)
         let doc = include_str!("../../../docs/events.md");
@@ -267,8 +289,32 @@ mod tests {
     }
 
     #[test]
+    fn bytes_bound_the_queue_whatever_the_frame_count() {
+        let w = ev(1).weight();
+        // room for three small entries by bytes, a thousand by frames
+        let q = ClientQueue::new(1000, 3 * w, None);
+        let offered: Vec<Offer> = (0..10).map(|i| q.offer(&ev(i))).collect();
+        assert_eq!(offered.iter().filter(|o| **o == Offer::Queued).count(), 3);
+        assert_eq!(q.len(), 3);
+        assert!(q.lock().bytes <= 3 * w);
+        // one entry larger than the bound still goes through an empty queue
+        let big = ClientQueue::new(1000, 1, None);
+        assert_eq!(big.offer(&ev(1)), Offer::Queued);
+        assert_eq!(big.offer(&ev(2)), Offer::Dropped);
+        // popping gives the room back, and the reader hears of the 7 it missed
+        let got = drain(&q);
+        assert_eq!(got.len(), 4);
+        match &got[3].envelope().data {
+            Event::Dropped(d) => assert_eq!((d.events, d.reason.as_str()), (7, "slow-client")),
+            other => panic!("expected system.dropped, got {other:?}"),
+        }
+        assert_eq!(q.lock().bytes, 0);
+        assert_eq!(q.offer(&ev(20)), Offer::Queued);
+    }
+
+    #[test]
     fn gap_marker_goes_before_the_next_entry_that_fits() {
-        let q = ClientQueue::new(1, None);
+        let q = ClientQueue::new(1, usize::MAX, None);
         q.offer(&ev(1));
         assert_eq!(q.offer(&ev(2)), Offer::Dropped);
         assert!(matches!(q.try_pop(), Pop::Entry(e) if pid(&e) == Some(1)));
@@ -282,7 +328,7 @@ mod tests {
 
     #[test]
     fn topics_filter_but_system_frames_always_pass() {
-        let q = ClientQueue::new(8, Some(vec!["request.http_transaction".into()]));
+        let q = ClientQueue::new(8, usize::MAX, Some(vec!["request.http_transaction".into()]));
         assert_eq!(q.offer(&ev(1)), Offer::Filtered);
         let dr = Arc::new(Entry::new(Envelope::new(Event::Dropped(Dropped {
             events: 1,
@@ -296,7 +342,7 @@ mod tests {
 
     #[test]
     fn front_entries_come_first_and_close_ends_after_last_frame() {
-        let q = ClientQueue::new(1, None);
+        let q = ClientQueue::new(1, usize::MAX, None);
         q.offer(&ev(10));
         q.offer(&ev(11)); // dropped
         q.push_front_all(vec![ev(1), ev(2)]);
@@ -321,7 +367,7 @@ mod tests {
 
     #[tokio::test]
     async fn pop_wakes_on_offer_from_another_thread() {
-        let q = Arc::new(ClientQueue::new(4, None));
+        let q = Arc::new(ClientQueue::new(4, usize::MAX, None));
         let q2 = q.clone();
         let t = std::thread::spawn(move || {
             std::thread::sleep(std::time::Duration::from_millis(20));

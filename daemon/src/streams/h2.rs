@@ -72,7 +72,7 @@ impl Tracker {
             done.extend(h2.feed(Side::Server, &fresh[from + end + 4..], ts));
         }
         if let Some(c) = self.conns.get_mut(&key) {
-            c.h2 = Some(h2);
+            c.h2 = Some(Box::new(h2));
         }
         true
     }

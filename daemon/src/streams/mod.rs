@@ -7,6 +7,8 @@
 //! raw socket bytes of a TLS connection are only read for the handshake (SNI, version),
 //! after which the kernel is told to stop sending them; the plaintext comes from the
 //! library probes.
+mod budget;
+mod conn;
 mod h2;
 mod java;
 mod key_hash;
@@ -14,6 +16,8 @@ mod sockets;
 pub mod tls;
 mod transaction;
 
+pub use budget::{DEFAULT_MAX_BUFFER_BYTES, MEMORY_BUDGET};
+use conn::{Conn, Reasm, di};
 use key_hash::{KeyMap, KeySet};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -50,86 +54,24 @@ const UNDECIDED_LIMIT: u64 = 4096;
 /// Remembered ESTABLISHED tuples waiting for their connect/accept record.
 const PENDING_TUPLES: usize = 4096;
 
-#[derive(Default)]
-struct Reasm {
-    /// next expected stream position; `None` until the first byte is seen
-    expected: Option<u64>,
-}
-
-impl Reasm {
-    /// Returns (lost bytes before this chunk, the part of `bytes` not seen before).
-    fn accept<'a>(&mut self, pos: u64, bytes: &'a [u8]) -> (u64, &'a [u8]) {
-        let exp = *self.expected.get_or_insert(pos);
-        let end = pos + bytes.len() as u64;
-        if end <= exp && !bytes.is_empty() {
-            return (0, &[]);
-        }
-        let (lost, fresh) = if pos >= exp {
-            (pos - exp, bytes)
-        } else {
-            (0, &bytes[(exp - pos) as usize..])
-        };
-        self.expected = Some(end.max(exp));
-        (lost, fresh)
-    }
-}
-
-struct Conn {
-    id: String,
-    pid: u32,
-    fd: i32,
-    sk: u64,
-    direction: Option<Direction>,
-    local: Option<SocketAddr>,
-    remote: Option<SocketAddr>,
-    opened: Timestamp,
-    opened_emitted: bool,
-    /// TLS seen (handshake records or library plaintext)
-    tls: bool,
-    tls_version: Option<String>,
-    sni: Option<String>,
-    /// the whole ClientHello was read (SNI and ALPN are known, or absent)
-    client_hello: bool,
-    /// ALPN protocols the ClientHello offered
-    alpn_offered: Option<Vec<String>>,
-    /// the server's ALPN choice, when its ServerHello showed it (TLS 1.2 and older)
-    alpn: Option<String>,
-    hello: [Vec<u8>; 2],
-    muted: bool,
-    /// plaintext arrived from a TLS library for this connection
-    library: Option<&'static str>,
-    raw: [Reasm; 2],
-    ssl: [Reasm; 2],
-    http: Option<HttpConn>,
-    /// the connection speaks HTTP/2 (then `http` is `None`)
-    h2: Option<H2Conn>,
-    /// bytes were given to the HTTP parser
-    fed: bool,
-    /// bytes seen while neither side was known to be the client
-    undecided: u64,
-    seq: u64,
-    /// wire bytes as seen in user space (the kernel's counters win at close)
-    bytes_sent: u64,
-    bytes_recv: u64,
-    /// the Java agent's id of the engine or socket whose plaintext this connection carries
-    java: Option<u64>,
-    /// creation order (the most recent of several candidates wins)
-    serial: u64,
-}
-
-fn di(d: Dir) -> usize {
-    match d {
-        Dir::Recv => 0,
-        Dir::Send => 1,
-    }
-}
-
 pub struct TrackerConfig {
     pub limits: BodyLimits,
+    /// the global memory budget (`--max-buffer-bytes`), see [`budget`]
+    pub max_buffer_bytes: usize,
+}
+
+impl TrackerConfig {
+    pub fn new(limits: BodyLimits) -> Self {
+        TrackerConfig {
+            limits,
+            max_buffer_bytes: DEFAULT_MAX_BUFFER_BYTES,
+        }
+    }
 }
 
 pub struct Tracker {
-    conns: KeyMap<ConnKey, Conn>,
+    /// boxed: the map's room (never given back while it grows) costs a pointer per slot
+    conns: KeyMap<ConnKey, Box<Conn>>,
     /// `SSL*` → the socket connection it was tied to
     ssl_to_fd: KeyMap<(u32, u64), ConnKey>,
     by_pid: KeyMap<u32, KeySet<ConnKey>>,
@@ -149,6 +91,7 @@ pub struct Tracker {
     /// in the ring are dropped. Forgotten when the fd is reused or the process
     /// ends.
     unix_fds: KeySet<ConnKey>,
+    budget: budget::Budget,
 }
 
 impl Tracker {
@@ -170,6 +113,7 @@ impl Tracker {
             lost_stream_bytes: 0,
             java: java::JavaState::default(),
             unix_fds: KeySet::default(),
+            budget: budget::Budget::new(cfg.max_buffer_bytes),
         }
     }
 
@@ -183,6 +127,10 @@ impl Tracker {
                 reason: "stream-gap".into(),
             }));
         }
+        if let Some(d) = self.budget.report() {
+            self.out.push(d);
+        }
+        self.compact();
         std::mem::take(&mut self.out)
     }
 
@@ -218,39 +166,22 @@ impl Tracker {
                 .push(Event::ProcessStarted(self.procs.started(&info)));
         }
         let limits = self.limits;
-        self.conns.entry(key).or_insert_with(|| Conn {
-            id,
-            pid,
-            fd,
-            sk: 0,
-            direction: None,
-            local: None,
-            remote: None,
-            opened: ts,
-            opened_emitted: false,
-            tls: false,
-            tls_version: None,
-            sni: None,
-            client_hello: false,
-            alpn_offered: None,
-            alpn: None,
-            hello: [Vec::new(), Vec::new()],
-            muted: false,
-            library: None,
-            raw: [Reasm::default(), Reasm::default()],
-            ssl: [Reasm::default(), Reasm::default()],
-            http: Some(HttpConn::new(limits)),
-            h2: None,
-            fed: false,
-            undecided: 0,
-            seq: 0,
-            bytes_sent: 0,
-            bytes_recv: 0,
-            java: None,
-            serial,
-        })
+        let mut added = 0;
+        let c = self.conns.entry(key).or_insert_with(|| {
+            let c = Box::new(Conn::new(id, pid, fd, ts, limits, serial));
+            added = c.base_bytes();
+            c
+        });
+        if added > 0 {
+            c.mem = added;
+            c.active = ts.0;
+            self.budget.total += added;
+        }
+        c
     }
+}
 
+impl Tracker {
     /// A socket that was open before the probes attached.
     pub fn handle(
         &mut self,
@@ -387,9 +318,26 @@ impl Tracker {
         self.data_at(key, pid, pos, dir, source, bytes, unseen, ts, k);
     }
 
-    /// Bytes of the connection `key` (made when missing).
+    /// Bytes of the connection `key` (made when missing), then what it holds counted.
     #[allow(clippy::too_many_arguments)]
     fn data_at(
+        &mut self,
+        key: ConnKey,
+        pid: u32,
+        pos: u64,
+        dir: Dir,
+        source: Source,
+        bytes: &[u8],
+        unseen: u64,
+        ts: Timestamp,
+        k: &mut dyn KernelControl,
+    ) {
+        self.data_in(key, pid, pos, dir, source, bytes, unseen, ts, k);
+        self.account(key, ts, k);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn data_in(
         &mut self,
         key: ConnKey,
         pid: u32,
@@ -476,6 +424,13 @@ impl Tracker {
                         k.set_sock_state(c.pid, c.fd, Some(qtap_common::sock_state::MUTE));
                     }
                 }
+                // library positions come from the kernel's per-`SSL*` table, an LRU: an
+                // entry evicted (or tied to its socket anew) counts from 0 again. A library
+                // never hands the same bytes twice, so a position behind the stream is such
+                // a restart, not a repeat: nothing was lost, the count starts over
+                if c.ssl[d].expected.is_some_and(|e| pos < e) {
+                    c.ssl[d].expected = Some(pos);
+                }
                 let (lost, fresh) = c.ssl[d].accept(pos, bytes);
                 self.feed(key, dir, lost, fresh, ts);
             }
@@ -515,7 +470,7 @@ impl Tracker {
         // HTTP/2: the client preface, a server's SETTINGS, or frames of a connection
         // joined mid-way, as the first bytes seen
         if !c.fed && c.h2.is_none() && http2::looks_like_h2(fresh) {
-            c.h2 = Some(H2Conn::new(self.limits));
+            c.h2 = Some(Box::new(H2Conn::new(self.limits)));
             c.http = None;
         }
         if c.h2.is_some() {
@@ -624,12 +579,25 @@ impl Tracker {
         let Some(c) = self.conns.remove(&key) else {
             return;
         };
+        self.account_gone(&c);
         self.out.push(Event::ConnectionClosed(ConnectionClosed {
             connection_id: c.id,
             bytes_sent: c.bytes_sent,
             bytes_received: c.bytes_recv,
             duration_ms: c.opened.ms_until(ts),
         }));
+    }
+
+    /// Forgets a connection without a word (the memory budget evicts it): a later record
+    /// of its socket starts a new one.
+    fn forget(&mut self, key: ConnKey) -> Option<Box<Conn>> {
+        let c = self.conns.remove(&key)?;
+        if let Some(s) = self.by_pid.get_mut(&c.pid) {
+            s.remove(&key);
+        }
+        self.ssl_to_fd.retain(|_, v| *v != key);
+        self.account_gone(&c);
+        Some(c)
     }
 
     /// Closes every connection (the capture is stopping).
@@ -649,5 +617,7 @@ impl Tracker {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_budget;
 #[cfg(test)]
 mod tests_java;

@@ -138,6 +138,30 @@ impl Tracker {
         c.raw = [Reasm::default(), Reasm::default()];
     }
 
+    /// Sockets of connections without a record for `idle` (by `now`), as (pid, fd), for
+    /// the sweep to check against /proc.
+    pub fn idle_sockets(&self, idle: std::time::Duration, now: Timestamp) -> Vec<(u32, i32)> {
+        let before = now.0.saturating_sub(idle.as_nanos() as u64);
+        self.conns
+            .iter()
+            .filter(|(_, c)| c.active < before)
+            .filter_map(|(k, _)| match k {
+                ConnKey::Fd(p, f) => Some((*p, *f)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Sockets the sweep found closed without a close record: their connections close
+    /// now (with the bytes seen in user space), and the kernel forgets them.
+    pub fn sockets_gone(&mut self, gone: &[(u32, i32)], ts: Timestamp, k: &mut dyn KernelControl) {
+        for &(pid, fd) in gone {
+            let key = ConnKey::Fd(pid, fd);
+            k.set_sock_state(pid, fd, None);
+            self.close_key(key, ts, None);
+        }
+    }
+
     fn remember_tuple(
         &mut self,
         outgoing: bool,

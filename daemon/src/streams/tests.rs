@@ -16,11 +16,9 @@ impl KernelControl for FakeKernel {
 
 pub(super) fn tracker() -> Tracker {
     Tracker::new(
-        TrackerConfig {
-            limits: BodyLimits {
-                max_body_bytes: 1 << 20,
-            },
-        },
+        TrackerConfig::new(BodyLimits {
+            max_body_bytes: 1 << 20,
+        }),
         Processes::new(Path::new("/proc")),
     )
 }
