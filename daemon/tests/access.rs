@@ -362,3 +362,41 @@ fn cross_site_navigation_to_the_api_is_refused_typed_address_is_served() {
             == 200
     });
 }
+
+#[test]
+fn socket_activated_unix_and_tcp_sockets_are_both_served_and_checked() {
+    // as qtap-devtools.socket and qtap-devtools-unix.socket both active would: two fds
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("qtap-access-{}-activated", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir(&dir).unwrap();
+    let sock = dir.join("devtools.sock");
+    let child = Command::new("/usr/bin/systemd-socket-activate")
+        .args(["-l", &addr.to_string(), "-l", sock.to_str().unwrap()])
+        .args([QTAP, "--enable-dev-tools", "--listen", "127.0.0.1:1"])
+        .env_remove("SUDO_UID")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let d = Daemon {
+        child,
+        addr,
+        sock: sock.clone(),
+        dir,
+    };
+    eventually(10, "systemd-socket-activate listens", || {
+        std::net::TcpStream::connect(addr).is_ok() && sock.exists()
+    });
+    // systemd-socket-activate leaves the mode to the umask; the unit sets SocketMode=0666
+    std::fs::set_permissions(&sock, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    for unix in [true, false] {
+        let (code, body) = d.curl(As::User("root"), unix, "/devtools/api/health", &[]);
+        assert_eq!(code, 200, "unix: {unix}: {body}");
+        let (code, body) = d.curl(As::User("nobody"), unix, "/devtools/api/health", &[]);
+        assert_refused(code, &body, "65534 (nobody)", "--allow-user nobody");
+    }
+}
