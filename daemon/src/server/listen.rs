@@ -253,7 +253,9 @@ mod tests {
         let taken = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = taken.local_addr().unwrap().to_string();
         // no LISTEN_FDS in the test environment, so this binds
-        let e = acquire(&[addr.clone()], false).unwrap_err().to_string();
+        let e = acquire(std::slice::from_ref(&addr), false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(&format!("cannot listen on {addr}")), "{e}");
     }
 }
