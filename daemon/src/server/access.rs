@@ -122,13 +122,8 @@ impl AccessPolicy {
         self.groups.iter().map(|(g, _)| *g).collect()
     }
 
-    /// Whether deciding needs the user database (then call [`Self::decide`] off the async
-    /// workers: NSS may ask a directory server).
-    pub fn has_groups(&self) -> bool {
-        !self.groups.is_empty()
-    }
-
-    /// The decision for `peer`, with the user database for group membership and names.
+    /// The decision for `peer`, with the user database for group membership and names
+    /// (call it off the async workers: NSS may ask a directory server).
     pub fn decide(&self, peer: &Peer) -> Decision {
         self.decide_with(peer, &SystemDb)
     }

@@ -239,13 +239,10 @@ async fn handle_conn(
         }
         Conn::Unix(s) => {
             let who = peer::unix_peer(&s);
-            let decision = if access.has_groups() {
-                tokio::task::spawn_blocking(move || decide(&access, who, "unix socket"))
-                    .await
-                    .unwrap_or_else(refuse)
-            } else {
-                decide(&access, who, "unix socket")
-            };
+            // NSS (a refused user's name, group membership) may block: off the workers too
+            let decision = tokio::task::spawn_blocking(move || decide(&access, who, "unix socket"))
+                .await
+                .unwrap_or_else(refuse);
             serve_conn(TokioIo::new(s), decision, ctx, watcher, http).await
         }
     }

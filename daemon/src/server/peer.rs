@@ -20,9 +20,14 @@ const DIAG_MSG_UID_OFFSET: usize = 4 + 48 + 12;
 pub fn tcp_peer(local: SocketAddr, peer: SocketAddr) -> Peer {
     let (local, peer) = (unmap(local), unmap(peer));
     let found = match sock_diag_uid(peer, local) {
-        Ok(found) => found,
-        Err(e) => {
-            tracing::debug!("sock_diag lookup of {peer} failed ({e}); reading /proc/net/tcp");
+        Ok(Some(uid)) => Some(uid),
+        other => {
+            if let Err(e) = &other {
+                tracing::debug!("sock_diag lookup of {peer} failed ({e}); reading /proc/net/tcp");
+            }
+            // "not found" may also mean that this kernel has no tcp_diag (a module that
+            // could not be loaded answers ENOENT too, e.g. without /lib/modules): the
+            // /proc/net/tcp tables decide
             match proc_net_uid(peer, local) {
                 Ok(found) => found,
                 Err(e) => {
