@@ -21,6 +21,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:10001";
     after_help = "Examples:\n  \
         sudo qtap --enable-dev-tools          then open http://localhost:10001/devtools/\n  \
         ssh -L 10001:localhost:10001 HOST     to reach a remote host's DevTools\n  \
+        sudo qtap --enable-dev-tools --listen unix:/run/qtap/devtools.sock --allow-user alice\n  \
+        ssh -L 10001:/run/qtap/devtools.sock HOST   the same, over the unix socket\n  \
         sudo qtap trace --topics request.http_transaction | jq .\n\n\
         Under systemd: systemctl start qtap-devtools.socket"
 )]
@@ -30,10 +32,22 @@ pub struct Cli {
     #[arg(long, env = "ENABLE_DEV_TOOLS")]
     pub enable_dev_tools: bool,
 
-    /// Address to listen on when systemd does not pass a socket. Loopback only unless
-    /// --allow-remote is given.
+    /// Address to listen on when systemd does not pass a socket: IP:PORT (loopback only
+    /// unless --allow-remote is given) or unix:PATH (a unix socket, e.g.
+    /// unix:/run/qtap/devtools.sock). Repeatable.
     #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
-    pub listen: String,
+    pub listen: Vec<String>,
+
+    /// Also let this user watch (a name or a numeric UID; repeatable). By default only
+    /// root and the user who started qtap through sudo (SUDO_UID) may connect; anyone
+    /// else gets 403.
+    #[arg(long, value_name = "USER")]
+    pub allow_user: Vec<String>,
+
+    /// Also let the members of this group watch (a name or a numeric GID; repeatable;
+    /// primary and supplementary groups count).
+    #[arg(long, value_name = "GROUP")]
+    pub allow_group: Vec<String>,
 
     /// Allow a non-loopback --listen address, and accept requests addressed to it. The
     /// stream carries credentials and personal data: prefer `ssh -L` to this.
@@ -134,8 +148,10 @@ pub struct CaptureConfig {
 
 #[derive(Clone, Debug)]
 pub struct DevToolsConfig {
-    pub listen: String,
+    pub listen: Vec<String>,
     pub allow_remote: bool,
+    pub allow_users: Vec<String>,
+    pub allow_groups: Vec<String>,
     /// `None`: never exit for idleness
     pub idle_timeout: Option<Duration>,
     pub grace: Duration,
@@ -179,6 +195,8 @@ impl Cli {
             None if self.enable_dev_tools => Mode::DevTools(DevToolsConfig {
                 listen: self.listen.clone(),
                 allow_remote: self.allow_remote,
+                allow_users: self.allow_user.clone(),
+                allow_groups: self.allow_group.clone(),
                 idle_timeout: Some(self.idle_timeout).filter(|d| !d.is_zero()),
                 grace: self.grace,
                 capture,
@@ -297,8 +315,9 @@ mod tests {
         let Mode::DevTools(c) = parse(&["--enable-dev-tools"]).unwrap().mode() else {
             panic!()
         };
-        assert_eq!(c.listen, "127.0.0.1:10001");
+        assert_eq!(c.listen, ["127.0.0.1:10001"]);
         assert!(!c.allow_remote);
+        assert!(c.allow_users.is_empty() && c.allow_groups.is_empty());
         assert_eq!(c.idle_timeout, Some(Duration::from_secs(600)));
         assert_eq!(c.grace, Duration::from_secs(5));
         assert_eq!(c.capture.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
@@ -323,6 +342,14 @@ mod tests {
             "debug",
             "--max-body-bytes",
             "4096",
+            "--listen",
+            "unix:/run/qtap/devtools.sock",
+            "--allow-user",
+            "alice",
+            "--allow-user",
+            "1001",
+            "--allow-group",
+            "wheel",
         ])
         .unwrap();
         assert_eq!(cli.log_level, LogLevel::Debug);
@@ -330,8 +357,22 @@ mod tests {
             panic!()
         };
         assert_eq!(
-            (c.listen.as_str(), c.allow_remote, c.idle_timeout),
-            ("0.0.0.0:8080", true, None)
+            (c.listen.clone(), c.allow_remote, c.idle_timeout),
+            (
+                vec![
+                    "0.0.0.0:8080".to_string(),
+                    "unix:/run/qtap/devtools.sock".to_string()
+                ],
+                true,
+                None
+            )
+        );
+        assert_eq!(
+            (c.allow_users, c.allow_groups),
+            (
+                vec!["alice".to_string(), "1001".to_string()],
+                vec!["wheel".to_string()]
+            )
         );
         assert_eq!(
             (c.grace, c.capture.max_body_bytes),
@@ -434,6 +475,9 @@ mod tests {
             "ENABLE_DEV_TOOLS",
             "--listen",
             "--allow-remote",
+            "--allow-user",
+            "--allow-group",
+            "unix:",
             "--idle-timeout",
             "--grace",
             "--log-level",

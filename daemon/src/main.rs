@@ -91,7 +91,14 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn devtools(cfg: DevToolsConfig) -> anyhow::Result<()> {
     // first, while there is one thread: reading LISTEN_FDS edits the environment
-    let listener = listen::acquire(&cfg.listen, cfg.allow_remote)?;
+    let listeners = listen::acquire(&cfg.listen, cfg.allow_remote)?;
+    let sudo_uid = std::env::var("SUDO_UID").ok();
+    let access = server::access::AccessPolicy::resolve(
+        &cfg.allow_users,
+        &cfg.allow_groups,
+        sudo_uid.as_deref(),
+        cfg.allow_remote,
+    )?;
     let rt = runtime()?;
     let hub = Hub::new(
         make_engine(&cfg.capture),
@@ -99,10 +106,11 @@ fn devtools(cfg: DevToolsConfig) -> anyhow::Result<()> {
     );
     let opts = server::RunOptions {
         allow_remote: cfg.allow_remote,
+        access: Arc::new(access),
         idle_timeout: cfg.idle_timeout,
         keep_alive: server::DEFAULT_KEEP_ALIVE,
     };
-    rt.block_on(server::run(listener, hub, opts))
+    rt.block_on(server::run(listeners, hub, opts))
         .context("serving DevTools")?;
     rt.shutdown_timeout(Duration::from_secs(1));
     Ok(())

@@ -155,6 +155,41 @@ fn cross_origin_is_refused_same_origin_allowed() {
 }
 
 #[test]
+fn other_sites_navigations_are_refused_a_typed_address_is_served() {
+    let s = server();
+    for site in ["cross-site", "same-site"] {
+        for path in ["/devtools/api/events", "/devtools/api/health", "/devtools/"] {
+            let r = get(
+                s.addr,
+                path,
+                &[("Sec-Fetch-Site", site), ("Sec-Fetch-Mode", "navigate")],
+            );
+            assert_eq!(r.status, 403, "{site} navigation to {path}");
+            assert!(r.text().contains("into the address bar"), "{}", r.text());
+        }
+    }
+    assert_eq!(s.hub.clients(), 0, "a refused navigation never subscribes");
+    assert_eq!(s.double.counts(), (0, 0), "nor attaches probes");
+    // typed into the address bar (or a bookmark, a reload): Sec-Fetch-Site: none
+    let typed = [("Sec-Fetch-Site", "none"), ("Sec-Fetch-Mode", "navigate")];
+    let r = get(s.addr, "/devtools/", &typed);
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("<title>qtap devtools"));
+    assert_eq!(get(s.addr, "/devtools", &typed).status, 308);
+    // the page's own requests: same-origin
+    let mut sse = common::Sse::connect_with(
+        s.addr,
+        "/devtools/api/events",
+        &[
+            ("Sec-Fetch-Site", "same-origin"),
+            ("Sec-Fetch-Mode", "cors"),
+        ],
+    );
+    assert_eq!(sse.status, 200);
+    assert_eq!(sse.next_frame().unwrap().event, "system.connected");
+}
+
+#[test]
 fn health_reports_probes_clients_and_counters() {
     let s = server();
     let v: serde_json::Value =

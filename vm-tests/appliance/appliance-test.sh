@@ -9,6 +9,9 @@
 #  5. the client leaves: the probes are detached (health, bpftool, journal)
 #  6. after the idle timeout the service exits cleanly; the socket listens again and a new
 #     connection starts the daemon again
+# and (issue 12) qtap-devtools-unix.socket serves root, uid 65534 gets 403 naming its uid,
+# under the unit's hardening (ProtectKernelTunables, ProtectControlGroups, IPAddressDeny,
+# MemoryMax)
 # Result: exit code of this script, passed to QEMU through isa-debug-exit.
 set -u
 T=/usr/local/lib/qtap-test
@@ -47,13 +50,19 @@ report() { # exit code -> isa-debug-exit (QEMU exits with code*2+1)
 say "kernel $(uname -r), systemd $(systemctl --version | head -1 | cut -d' ' -f2)"
 ip link set lo up
 
-# --- 1. socket listening, nothing running
-systemctl start qtap-devtools.socket
+# --- 1. socket listening, nothing running (both socket units: the daemon serves both)
+systemctl start qtap-devtools.socket qtap-devtools-unix.socket
 base=$(progs)
 if [ "$(state qtap-devtools.socket)" = active ] && ss -Hltn 'sport = :10001' | grep -q 127.0.0.1:10001; then
   check socket-listening ok "$(ss -Hltn 'sport = :10001' | awk '{print $4}')"
 else
   check socket-listening FAIL "socket $(state qtap-devtools.socket)"
+fi
+if [ "$(state qtap-devtools-unix.socket)" = active ] && [ -S /run/qtap/devtools.sock ] &&
+  [ "$(stat -c %a /run/qtap/devtools.sock)" = 666 ]; then
+  check unix-socket-listening ok "/run/qtap/devtools.sock mode 666"
+else
+  check unix-socket-listening FAIL "unix socket $(state qtap-devtools-unix.socket)"
 fi
 if [ "$(state qtap-devtools.service)" = inactive ] && ! qtap_running; then
   check no-daemon-before-client ok "service inactive, no qtap process, ${base} bpf programs"
@@ -83,6 +92,18 @@ else
 fi
 health=$(curl -s -H "$H" "$URL/health")
 say "health: $health"
+# who may watch: root over the unix socket too; nobody gets 403 naming its uid (issue 12)
+if curl -s --unix-socket /run/qtap/devtools.sock http://localhost/devtools/api/health | grep -q '"attached"'; then
+  check unix-socket-served ok "root over /run/qtap/devtools.sock"
+else
+  check unix-socket-served FAIL
+fi
+denied=$(setpriv --reuid=65534 --regid=65534 --clear-groups curl -s --max-time 10 -w ' %{http_code}' -H "$H" "$URL/events")
+if echo "$denied" | grep -q 'uid 65534' && echo "$denied" | grep -q ' 403$'; then
+  check nobody-refused ok "403 naming uid 65534"
+else
+  check nobody-refused FAIL "$(echo "$denied" | head -c 200)"
+fi
 during=$(progs)
 if echo "$health" | grep -q '"attached":true' && [ "$during" -gt "$base" ]; then
   check probes-attached ok "bpf programs ${base} -> ${during}"

@@ -1,5 +1,6 @@
-//! Who may talk to us: the Host check (DNS rebinding), the Origin check (cross-origin
-//! reads), and the headers every response carries.
+//! Which requests we answer: the Host check (DNS rebinding), the Origin check (cross-origin
+//! reads), the Fetch Metadata check (requests other sites' pages make), and the headers
+//! every response carries. Who may connect at all is `access`.
 use hyper::HeaderMap;
 use hyper::header::{self, HeaderValue};
 use std::net::{IpAddr, SocketAddr};
@@ -26,6 +27,8 @@ pub struct HostPolicy {
     remote: Remote,
     /// for the messages: where to point the browser
     port: u16,
+    /// for the messages: the `ssh -L` forwarding that reaches us
+    ssh: String,
 }
 
 impl HostPolicy {
@@ -36,9 +39,20 @@ impl HostPolicy {
             (true, ip) if ip.is_unspecified() => Remote::AnyIp,
             (true, ip) => Remote::Ip(ip),
         };
+        let port = listen.port();
         HostPolicy {
             remote,
-            port: listen.port(),
+            port,
+            ssh: format!("ssh -L {port}:localhost:{port} THIS-HOST"),
+        }
+    }
+
+    /// Serving a unix socket: loopback names only; the messages point at `ssh -L` to it.
+    pub fn for_unix(path: &std::path::Path) -> Self {
+        HostPolicy {
+            remote: Remote::None,
+            port: 10001,
+            ssh: format!("ssh -L 10001:{} THIS-HOST", path.display()),
         }
     }
 
@@ -104,10 +118,11 @@ pub fn check(
     policy: &HostPolicy,
 ) -> Result<(), Refusal> {
     let port = policy.port;
+    let ssh = &policy.ssh;
     let how = format!(
         "Open http://localhost:{port}/devtools/ in a browser on this machine. From another machine, \
          forward the port over SSH and open the same address there:\n\n    \
-         ssh -L {port}:localhost:{port} THIS-HOST\n\n\
+         {ssh}\n\n\
          (To accept another address, start qtap with --listen ADDR --allow-remote; the stream \
          is then readable by anyone who can reach that address.)\n"
     );
@@ -145,21 +160,22 @@ pub fn check(
             )));
         }
     }
-    // No-CORS requests (<script src>, <img>) carry no Origin; Fetch Metadata still tells us
-    // that another site made them. Navigations (a link in a runbook) stay allowed.
-    let fetch = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-    };
-    if matches!(fetch("sec-fetch-site"), "cross-site" | "same-site")
-        && fetch("sec-fetch-mode") != "navigate"
-    {
+    // Requests without an Origin (navigations, <script src>, <img>) still carry Fetch
+    // Metadata: another site's page (cross-site), or a page on another port of this host
+    // (same-site), made them. Refused, navigations included: a link or a window.open()
+    // would otherwise start a capture (probes, Java agents) the operator never asked for.
+    // Typing the address (or a bookmark, or a reload) sends `none`; our own page's requests
+    // send `same-origin`; clients other than browsers send nothing.
+    let site = headers
+        .get("sec-fetch-site")
+        .map(|v| v.to_str().unwrap_or("(not text)"));
+    if let Some(site) = site.filter(|s| !matches!(*s, "same-origin" | "none")) {
         return Err(Refusal(format!(
-            "403 Forbidden: request made by another site's page (Sec-Fetch-Site: {}) refused.\n\n\
-             qtap DevTools serves its data only to its own page.\n\n{how}",
-            fetch("sec-fetch-site")
+            "403 Forbidden: this request was made by another site's page (Sec-Fetch-Site: {}).\n\n\
+             qtap DevTools answers only its own page and addresses typed into the browser: \
+             type http://localhost:{port}/devtools/ into the address bar (a link from another \
+             page, even one on this machine, is refused).\n\n{how}",
+            site.escape_debug()
         )));
     }
     Ok(())
@@ -335,7 +351,7 @@ mod tests {
     }
 
     #[test]
-    fn fetch_metadata_refuses_embedding_but_not_navigation() {
+    fn fetch_metadata_refuses_other_sites_navigations_included() {
         let p = local();
         let h = |site: &str, mode: &str| {
             headers(&[
@@ -344,11 +360,36 @@ mod tests {
                 ("sec-fetch-mode", mode),
             ])
         };
-        assert!(check(&h("cross-site", "no-cors"), None, &p).is_err());
-        assert!(check(&h("same-site", "cors"), None, &p).is_err());
-        assert!(check(&h("cross-site", "navigate"), None, &p).is_ok());
+        for (site, mode) in [
+            ("cross-site", "no-cors"),
+            ("cross-site", "navigate"),
+            ("cross-site", "cors"),
+            ("same-site", "cors"),
+            ("same-site", "navigate"),
+            ("bogus", "navigate"),
+        ] {
+            let Refusal(body) = check(&h(site, mode), None, &p).unwrap_err();
+            assert!(
+                body.contains(&format!("Sec-Fetch-Site: {site}"))
+                    && body.contains("type http://localhost:10001/devtools/ into the address bar"),
+                "{body}"
+            );
+        }
         assert!(check(&h("same-origin", "cors"), None, &p).is_ok());
+        assert!(check(&h("same-origin", "navigate"), None, &p).is_ok());
         assert!(check(&h("none", "navigate"), None, &p).is_ok());
+        assert!(check(&headers(&[("host", "localhost:10001")]), None, &p).is_ok());
+    }
+
+    #[test]
+    fn unix_socket_messages_point_at_the_socket() {
+        let p = HostPolicy::for_unix(std::path::Path::new("/run/qtap/devtools.sock"));
+        assert!(p.allows("localhost") && !p.allows("10.0.0.1"));
+        let Refusal(body) = check(&headers(&[("host", "evil.example")]), None, &p).unwrap_err();
+        assert!(
+            body.contains("ssh -L 10001:/run/qtap/devtools.sock THIS-HOST"),
+            "{body}"
+        );
     }
 
     #[test]

@@ -1,8 +1,11 @@
-//! The listening socket: the one systemd passes (socket activation), else `--listen`.
+//! The listening sockets: the ones systemd passes (socket activation), else one per
+//! `--listen` (`ADDR:PORT`, or `unix:PATH`, see `listen_unix`).
 //!
 //! Call [`acquire`] before starting any thread: reading `LISTEN_FDS` unsets it, and
 //! changing the environment is only sound while the process has one thread.
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ListenError {
@@ -12,7 +15,9 @@ pub enum ListenError {
          (127.0.0.1:10001) and use `ssh -L 10001:localhost:10001 HOST`"
     )]
     NotLoopback { addr: String },
-    #[error("invalid --listen address `{addr}`: {why} — use e.g. 127.0.0.1:10001 or [::1]:10001")]
+    #[error(
+        "invalid --listen address `{addr}`: {why} — use e.g. 127.0.0.1:10001, [::1]:10001 or unix:/run/qtap/devtools.sock"
+    )]
     BadAddress { addr: String, why: String },
     #[error(
         "cannot listen on {addr}: {source} — is another qtap (or another program) using it? Pick another with --listen"
@@ -22,8 +27,9 @@ pub enum ListenError {
         source: std::io::Error,
     },
     #[error(
-        "the socket passed by systemd (LISTEN_FDS) is not a TCP listening socket: {source} — \
-         qtap-devtools.socket must use ListenStream=ADDRESS:PORT"
+        "the socket passed by systemd (LISTEN_FDS) is neither a TCP nor a unix listening socket: \
+         {source} — \
+         qtap-devtools.socket must use ListenStream=ADDRESS:PORT or ListenStream=/PATH"
     )]
     Inherited { source: std::io::Error },
     #[error(
@@ -31,51 +37,126 @@ pub enum ListenError {
          add --allow-remote to the service's ExecStart= if that is intended"
     )]
     InheritedNotLoopback { addr: SocketAddr },
+    #[error(
+        "the socket passed by systemd (LISTEN_FDS) is a unix socket that cannot be used: {source}"
+    )]
+    InheritedUnix { source: std::io::Error },
+    #[error(transparent)]
+    Unix(#[from] super::listen_unix::UnixListenError),
+}
+
+/// A listening socket: TCP, or a unix socket (`--listen unix:PATH`).
+#[derive(Debug)]
+pub enum Socket {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+/// Where a [`Socket`] listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListenAddr {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenAddr::Tcp(a) => write!(f, "{a}"),
+            ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
 }
 
 #[derive(Debug)]
 pub struct Listener {
-    pub socket: TcpListener,
-    pub local_addr: SocketAddr,
+    pub socket: Socket,
+    pub addr: ListenAddr,
     /// passed by systemd (then the daemon exits when idle)
     pub socket_activated: bool,
+    /// a unix socket file we made (removed at exit)
+    pub created: Option<super::listen_unix::Created>,
 }
 
-/// The inherited socket if systemd passed one, else a new one bound to `listen`.
-pub fn acquire(listen: &str, allow_remote: bool) -> Result<Listener, ListenError> {
+/// The sockets systemd passed if any (all of them: a TCP and a unix socket unit may both
+/// start the service), else new ones bound to each `--listen`.
+pub fn acquire(listen: &[String], allow_remote: bool) -> Result<Vec<Listener>, ListenError> {
     let mut fds = listenfd::ListenFd::from_env();
     if fds.len() > 0 {
-        let socket = match fds.take_tcp_listener(0) {
-            Ok(Some(s)) => s,
-            Ok(None) => {
-                return Err(ListenError::Inherited {
-                    source: std::io::Error::other("no descriptor"),
-                });
-            }
-            Err(source) => return Err(ListenError::Inherited { source }),
-        };
-        let local_addr = socket
+        let mut out = Vec::new();
+        for i in 0..fds.len() {
+            out.push(inherited(&mut fds, i, allow_remote)?);
+        }
+        // (one line per socket: "using the socket passed by systemd" is what the VM tests
+        // look for in the journal)
+        for l in &out {
+            tracing::info!(
+                "using the socket passed by systemd ({}); --listen is ignored",
+                l.addr
+            );
+        }
+        return Ok(out);
+    }
+    listen.iter().map(|l| bind(l, allow_remote)).collect()
+}
+
+fn inherited(
+    fds: &mut listenfd::ListenFd,
+    i: usize,
+    allow_remote: bool,
+) -> Result<Listener, ListenError> {
+    if let Ok(Some(socket)) = fds.take_unix_listener(i) {
+        let path = socket
             .local_addr()
-            .map_err(|source| ListenError::Inherited { source })?;
-        if !local_addr.ip().is_loopback() {
-            if !allow_remote {
-                return Err(ListenError::InheritedNotLoopback { addr: local_addr });
-            }
-            tracing::warn!(
-                "serving on non-loopback {local_addr} (--allow-remote): anyone who can reach it can read the captured traffic"
-            );
-        }
-        if fds.len() > 1 {
-            tracing::warn!(
-                "systemd passed {} sockets; using the first ({local_addr})",
-                fds.len()
-            );
-        }
-        tracing::info!("using the socket passed by systemd ({local_addr}); --listen is ignored");
+            .ok()
+            .and_then(|a| a.as_pathname().map(PathBuf::from))
+            .ok_or_else(|| ListenError::InheritedUnix {
+                source: std::io::Error::other("not bound to a path"),
+            })?;
         return Ok(Listener {
-            socket,
-            local_addr,
+            socket: Socket::Unix(socket),
+            addr: ListenAddr::Unix(path),
             socket_activated: true,
+            created: None,
+        });
+    }
+    let socket = match fds.take_tcp_listener(i) {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            return Err(ListenError::Inherited {
+                source: std::io::Error::other("no descriptor"),
+            });
+        }
+        Err(source) => return Err(ListenError::Inherited { source }),
+    };
+    let local_addr = socket
+        .local_addr()
+        .map_err(|source| ListenError::Inherited { source })?;
+    if !local_addr.ip().is_loopback() {
+        if !allow_remote {
+            return Err(ListenError::InheritedNotLoopback { addr: local_addr });
+        }
+        tracing::warn!(
+            "serving on non-loopback {local_addr} (--allow-remote): anyone who can reach it can read the captured traffic"
+        );
+    }
+    Ok(Listener {
+        socket: Socket::Tcp(socket),
+        addr: ListenAddr::Tcp(local_addr),
+        socket_activated: true,
+        created: None,
+    })
+}
+
+/// A new socket for one `--listen` value.
+fn bind(listen: &str, allow_remote: bool) -> Result<Listener, ListenError> {
+    if let Some(path) = listen.strip_prefix("unix:") {
+        let (socket, created) = super::listen_unix::bind(path)?;
+        return Ok(Listener {
+            socket: Socket::Unix(socket),
+            addr: ListenAddr::Unix(created.path.clone()),
+            socket_activated: false,
+            created: Some(created),
         });
     }
     let addrs = check_listen(listen, allow_remote)?;
@@ -85,9 +166,10 @@ pub fn acquire(listen: &str, allow_remote: bool) -> Result<Listener, ListenError
             Ok(socket) => {
                 let local_addr = socket.local_addr().unwrap_or(*addr);
                 return Ok(Listener {
-                    socket,
-                    local_addr,
+                    socket: Socket::Tcp(socket),
+                    addr: ListenAddr::Tcp(local_addr),
                     socket_activated: false,
+                    created: None,
                 });
             }
             Err(e) => last = Some(e),
@@ -173,7 +255,9 @@ mod tests {
         let taken = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = taken.local_addr().unwrap().to_string();
         // no LISTEN_FDS in the test environment, so this binds
-        let e = acquire(&addr, false).unwrap_err().to_string();
+        let e = acquire(std::slice::from_ref(&addr), false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(&format!("cannot listen on {addr}")), "{e}");
     }
 }

@@ -63,6 +63,15 @@ async fn route<B>(req: &Request<B>, ctx: &Ctx) -> Response<Body> {
     }
 }
 
+/// The answer to every request on a connection whose user may not watch (`access`).
+pub(crate) fn refused(page: &str) -> Response<Body> {
+    let mut r = text(StatusCode::FORBIDDEN, page.to_string());
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    guard::secure_headers(r.headers_mut());
+    r
+}
+
 fn full(b: impl Into<Bytes>) -> Body {
     Full::new(b.into()).boxed_unsync()
 }

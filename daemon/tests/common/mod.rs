@@ -248,11 +248,16 @@ pub struct Sse {
 
 impl Sse {
     pub fn connect(addr: SocketAddr, path: &str) -> Sse {
+        Self::connect_with(addr, path, &[])
+    }
+
+    /// With more request headers.
+    pub fn connect_with(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Sse {
         let mut s = connect(addr);
-        s.write_all(
-            request_head(addr, "GET", path, &[("Accept", "text/event-stream")], false).as_bytes(),
-        )
-        .unwrap();
+        let mut h = vec![("Accept", "text/event-stream")];
+        h.extend_from_slice(headers);
+        s.write_all(request_head(addr, "GET", path, &h, false).as_bytes())
+            .unwrap();
         Self::read_response(s)
     }
 
