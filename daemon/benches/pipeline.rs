@@ -65,6 +65,7 @@ impl Sim {
                 TrackerConfig {
                     limits: BodyLimits {
                         max_body_bytes: 1 << 20,
+                        ..BodyLimits::default()
                     },
                 },
                 Processes::new(Path::new("/proc")),

@@ -18,6 +18,8 @@ use crate::streams::{KernelControl, Tracker, TrackerConfig};
 pub struct EngineConfig {
     pub capture: CaptureConfig,
     pub max_body_bytes: usize,
+    /// HTTP/2 header bytes decoded per header block and per stream
+    pub max_header_bytes: usize,
     /// where to ask Docker for container names; `None`: containers by id only
     pub docker: Option<DockerConfig>,
 }
@@ -27,6 +29,7 @@ impl Default for EngineConfig {
         EngineConfig {
             capture: CaptureConfig::default(),
             max_body_bytes: 1 << 20,
+            max_header_bytes: crate::http2::hpack::DEFAULT_MAX_HEADER_BYTES,
             docker: Some(DockerConfig::default()),
         }
     }
@@ -187,6 +190,7 @@ fn run(
         TrackerConfig {
             limits: BodyLimits {
                 max_body_bytes: cfg.max_body_bytes,
+                max_header_bytes: cfg.max_header_bytes,
             },
         },
         procs,
@@ -365,6 +369,7 @@ impl crate::hub::ProbeControl for Engine {
     fn limits(&self, configured: crate::events::Limits) -> crate::events::Limits {
         crate::events::Limits {
             max_body_bytes: self.config().max_body_bytes as u64,
+            max_header_bytes: self.config().max_header_bytes as u64,
             chunk_bytes: qtap_common::CHUNK_SIZE as u64,
             max_bytes_per_call: (qtap_common::CHUNK_SIZE as u64)
                 * u64::from(qtap_common::MAX_CHUNKS_PER_CALL),

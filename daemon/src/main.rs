@@ -23,6 +23,7 @@ use std::time::Duration;
 fn make_engine(cfg: &CaptureConfig) -> Arc<dyn ProbeControl> {
     Arc::new(Engine::new(EngineConfig {
         max_body_bytes: cfg.max_body_bytes as usize,
+        max_header_bytes: usize::try_from(cfg.max_header_bytes).unwrap_or(usize::MAX),
         docker: cfg.docker_socket.clone().map(|socket| DockerConfig {
             socket,
             ..DockerConfig::default()
@@ -67,6 +68,7 @@ fn hub_config(grace: Duration, capture: &CaptureConfig) -> HubConfig {
         grace,
         limits: Limits {
             max_body_bytes: capture.max_body_bytes,
+            max_header_bytes: capture.max_header_bytes,
             ..d.limits.clone()
         },
         ..d

@@ -147,6 +147,8 @@ impl Slot {
                 headers,
                 trailers,
                 body,
+                // a head is bounded as a whole (MAX_HEAD_BYTES): past it, an error
+                headers_truncated: false,
             }
         });
         let informational = self.informational;
@@ -160,6 +162,7 @@ impl Slot {
                 trailers,
                 informational,
                 body,
+                headers_truncated: false,
             }
         });
         Exchange {

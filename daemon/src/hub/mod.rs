@@ -41,6 +41,8 @@ pub trait ProbeControl: Send + Sync + 'static {
 
 /// Defaults announced in `system.connected` when the engine does not say otherwise.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
+/// `--max-header-bytes` unless given.
+pub const DEFAULT_MAX_HEADER_BYTES: u64 = crate::http2::hpack::DEFAULT_MAX_HEADER_BYTES as u64;
 pub const DEFAULT_CHUNK_BYTES: u64 = 16 * 1024;
 pub const DEFAULT_MAX_BYTES_PER_CALL: u64 = 256 * 1024;
 
@@ -65,6 +67,7 @@ impl Default for HubConfig {
                 chunk_bytes: DEFAULT_CHUNK_BYTES,
                 max_bytes_per_call: DEFAULT_MAX_BYTES_PER_CALL,
                 client_queue: 4096,
+                max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             },
             version: env!("CARGO_PKG_VERSION").to_string(),
         }

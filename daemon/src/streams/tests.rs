@@ -19,6 +19,7 @@ pub(super) fn tracker() -> Tracker {
         TrackerConfig {
             limits: BodyLimits {
                 max_body_bytes: 1 << 20,
+                ..BodyLimits::default()
             },
         },
         Processes::new(Path::new("/proc")),
