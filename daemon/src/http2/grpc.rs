@@ -3,13 +3,19 @@
 //! protobuf field dump, since the schema is not known.
 //!
 //! Decompression is bounded per body, not per message: all the messages of one direction
-//! share one budget (`decoded_cap(max_body_bytes)`, as a body's Content-Encoding has), so
-//! many small compressed messages cannot each expand to the cap. Once it is spent, later
-//! messages are shown compressed, with a note.
+//! share one budget, [`messages_budget`] (the body cap: the messages are a second view of
+//! a body the event already carries), so many small compressed messages cannot each
+//! expand to a cap. Once it is spent, later messages are shown compressed, with a note.
 use super::stream::{Half, field};
 use crate::events::{Grpc, GrpcMessage};
-use crate::http::{decode, decoded_cap};
+use crate::http::{MAX_DECODED_BYTES, decode};
 use base64::Engine as _;
+
+/// Decompressed bytes of all the messages of one direction together: the body cap
+/// (`max_body_bytes`), at most [`MAX_DECODED_BYTES`].
+pub fn messages_budget(max_body_bytes: usize) -> usize {
+    max_body_bytes.clamp(1, MAX_DECODED_BYTES)
+}
 
 /// Messages listed per direction at most.
 pub const MAX_MESSAGES: usize = 64;
@@ -92,7 +98,7 @@ fn split(
     let mut rest = kept;
     let mut more = 0usize;
     let mut cut = false;
-    let budget = decoded_cap(max_body_bytes);
+    let budget = messages_budget(max_body_bytes);
     let mut left = budget;
     let mut undecompressed = 0usize;
     while let Some((prefix, body)) = rest.split_first_chunk::<5>() {
@@ -374,8 +380,8 @@ mod tests {
     #[test]
     fn messages_of_a_body_share_one_decompression_budget() {
         use std::io::Write as _;
-        // 64 messages, each 3 MiB of zeros gzipped (about 3 KiB): 192 MiB if each had the
-        // cap; with a 1 MiB body cap the budget is 8 MiB for them all
+        // 64 messages, each 3 MiB of zeros gzipped (about 3 KiB): 192 MiB if each had a
+        // budget of its own; with a 4 MiB body cap, 4 MiB for them all
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         gz.write_all(&vec![0u8; 3 << 20]).unwrap();
         let z = gz.finish().unwrap();
@@ -385,17 +391,16 @@ mod tests {
             body.extend_from_slice(&(z.len() as u32).to_be_bytes());
             body.extend_from_slice(&z);
         }
-        let cap = 1 << 20;
+        let cap = 4 << 20;
         let (m, note) = split("response", &body, body.len() as u64, "gzip", cap);
         assert_eq!(m.len(), 64, "every message is listed");
         let b64 = base64::engine::general_purpose::STANDARD;
         let decoded: usize = m.iter().map(|x| b64.decode(&x.data).unwrap().len()).sum();
-        let budget = decoded_cap(cap);
-        // two whole messages, the third cut at the budget, compressed copies of the rest
-        assert_eq!(decoded, budget + 61 * z.len());
-        assert_eq!(b64.decode(&m[1].data).unwrap().len(), 3 << 20);
-        assert_eq!(b64.decode(&m[2].data).unwrap().len(), 2 << 20);
-        assert!(m[2].note.as_deref().unwrap().contains("larger than"));
+        // one whole message, the second cut at the budget, compressed copies of the rest
+        assert_eq!(decoded, cap + 62 * z.len());
+        assert_eq!(b64.decode(&m[0].data).unwrap().len(), 3 << 20);
+        assert_eq!(b64.decode(&m[1].data).unwrap().len(), 1 << 20);
+        assert!(m[1].note.as_deref().unwrap().contains("larger than"));
         let last = m[63].note.as_deref().unwrap();
         assert!(last.contains("not decompressed"), "{last}");
         assert_eq!(b64.decode(&m[63].data).unwrap(), z);
