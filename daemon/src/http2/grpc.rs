@@ -123,7 +123,7 @@ fn split(
         }));
     }
     let mut notes = Vec::new();
-    if undecompressed > 0 || (left == 0 && out.iter().any(|m| m.compressed)) {
+    if undecompressed > 0 {
         notes.push(format!(
             "decompression budget of {budget} bytes for these messages spent: \
              {undecompressed} later message(s) not decompressed"

@@ -174,4 +174,3 @@ fn h2c_http2_settings_header_sets_the_servers_limit() {
         assert_eq!(out[0].error.is_none(), ok_, "{:?}", out[0].error);
     }
 }
-
