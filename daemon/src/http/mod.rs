@@ -33,7 +33,7 @@ use crate::events::{Body, Headers, Timestamp};
 pub(crate) use body::BodyCapture;
 pub use conn::{HttpConn, MAX_PENDING};
 pub use decode::MAX_DECODED_BYTES;
-pub(crate) use decode::{decode, decoded_cap};
+pub(crate) use decode::decode;
 pub use head::MAX_HEAD_BYTES;
 
 /// Who sent the bytes.
