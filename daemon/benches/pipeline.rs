@@ -64,6 +64,7 @@ impl Sim {
             t: Tracker::new(
                 TrackerConfig::new(BodyLimits {
                     max_body_bytes: 1 << 20,
+                    ..BodyLimits::default()
                 }),
                 Processes::new(Path::new("/proc")),
             ),

@@ -1,7 +1,7 @@
 //! Command line: `qtap --enable-dev-tools [...]` and `qtap trace [...]`.
 use crate::attribution::docker::DEFAULT_SOCKET as DEFAULT_DOCKER_SOCKET;
 use crate::events::parse_topics;
-use crate::hub::DEFAULT_MAX_BODY_BYTES;
+use crate::hub::{DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_HEADER_BYTES};
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -89,6 +89,12 @@ pub struct Cli {
     #[arg(long, value_name = "N", default_value_t = qtap_common::SOCKS_MAX_ENTRIES,
           value_parser = clap::value_parser!(u32).range(16..=4_194_304), global = true)]
     pub socket_table_entries: u32,
+    /// Decode at most this many bytes of HTTP/2 header fields per header block and per
+    /// stream (HPACK output, counted as name + value + 32 per field); the fields past it
+    /// are left out and the request or response is marked `headers_truncated`.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_HEADER_BYTES,
+          value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub max_header_bytes: u64,
 
     /// Docker's API socket, asked for the name, image and Compose/Kubernetes labels of
     /// the containers that make requests. Without an answer containers are shown by id
@@ -142,6 +148,7 @@ pub struct CaptureConfig {
     pub max_buffer_bytes: u64,
     /// `--socket-table-entries`
     pub socket_table_entries: u32,
+    pub max_header_bytes: u64,
     /// `None`: no Docker lookups
     pub docker_socket: Option<PathBuf>,
 }
@@ -180,6 +187,7 @@ impl Cli {
             max_body_bytes: self.max_body_bytes,
             max_buffer_bytes: self.max_buffer_bytes,
             socket_table_entries: self.socket_table_entries,
+            max_header_bytes: self.max_header_bytes,
             docker_socket: Some(PathBuf::from(&self.docker_socket))
                 .filter(|p| !p.as_os_str().is_empty()),
         };
@@ -321,6 +329,7 @@ mod tests {
         assert_eq!(c.idle_timeout, Some(Duration::from_secs(600)));
         assert_eq!(c.grace, Duration::from_secs(5));
         assert_eq!(c.capture.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        assert_eq!(c.capture.max_header_bytes, 256 * 1024);
         assert_eq!(
             c.capture.docker_socket.as_deref(),
             Some(std::path::Path::new("/var/run/docker.sock"))
@@ -424,6 +433,8 @@ mod tests {
             "request.http_transaction,system.dropped",
             "--max-body-bytes",
             "10",
+            "--max-header-bytes",
+            "4096",
         ])
         .unwrap()
         .mode() else {
@@ -434,6 +445,8 @@ mod tests {
             ["request.http_transaction", "system.dropped"]
         );
         assert_eq!(t.capture.max_body_bytes, 10);
+        assert_eq!(t.capture.max_header_bytes, 4096);
+        assert!(parse(&["trace", "--max-header-bytes", "0"]).is_err());
         let Mode::Trace(t) = parse(&["trace", "--docker-socket", "/run/d.sock"])
             .unwrap()
             .mode()

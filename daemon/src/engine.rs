@@ -20,6 +20,8 @@ pub struct EngineConfig {
     pub max_body_bytes: usize,
     /// the global memory budget (`--max-buffer-bytes`)
     pub max_buffer_bytes: usize,
+    /// HTTP/2 header bytes decoded per header block and per stream
+    pub max_header_bytes: usize,
     /// where to ask Docker for container names; `None`: containers by id only
     pub docker: Option<DockerConfig>,
 }
@@ -30,6 +32,7 @@ impl Default for EngineConfig {
             capture: CaptureConfig::default(),
             max_body_bytes: 1 << 20,
             max_buffer_bytes: crate::streams::DEFAULT_MAX_BUFFER_BYTES,
+            max_header_bytes: crate::http2::hpack::DEFAULT_MAX_HEADER_BYTES,
             docker: Some(DockerConfig::default()),
         }
     }
@@ -197,6 +200,7 @@ fn run(
         TrackerConfig {
             limits: BodyLimits {
                 max_body_bytes: cfg.max_body_bytes,
+                max_header_bytes: cfg.max_header_bytes,
             },
             max_buffer_bytes: cfg.max_buffer_bytes,
         },
@@ -401,6 +405,7 @@ impl crate::hub::ProbeControl for Engine {
     fn limits(&self, configured: crate::events::Limits) -> crate::events::Limits {
         crate::events::Limits {
             max_body_bytes: self.config().max_body_bytes as u64,
+            max_header_bytes: self.config().max_header_bytes as u64,
             chunk_bytes: qtap_common::CHUNK_SIZE as u64,
             max_bytes_per_call: (qtap_common::CHUNK_SIZE as u64)
                 * u64::from(qtap_common::MAX_CHUNKS_PER_CALL),

@@ -277,6 +277,9 @@ pub struct Request {
     pub http_version: String,
     pub headers: Headers,
     pub body: Body,
+    /// header (or trailer) fields were left out: present, `true`, only then
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub headers_truncated: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -286,6 +289,13 @@ pub struct Response {
     pub http_version: String,
     pub headers: Headers,
     pub body: Body,
+    /// header (or trailer) fields were left out: present, `true`, only then
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub headers_truncated: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -443,6 +453,8 @@ pub struct Limits {
     /// the daemon's memory budget for traffic it buffers (`--max-buffer-bytes`)
     #[serde(default)]
     pub max_buffer_bytes: u64,
+    /// HTTP/2 header bytes decoded per header block and per stream (HPACK output)
+    pub max_header_bytes: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -24,6 +24,7 @@ fn make_engine(cfg: &CaptureConfig) -> Arc<dyn ProbeControl> {
     Arc::new(Engine::new(EngineConfig {
         max_body_bytes: cfg.max_body_bytes as usize,
         max_buffer_bytes: usize::try_from(cfg.max_buffer_bytes).unwrap_or(usize::MAX),
+        max_header_bytes: usize::try_from(cfg.max_header_bytes).unwrap_or(usize::MAX),
         docker: cfg.docker_socket.clone().map(|socket| DockerConfig {
             socket,
             ..DockerConfig::default()
@@ -74,6 +75,7 @@ fn hub_config(grace: Duration, capture: &CaptureConfig) -> HubConfig {
         limits: Limits {
             max_body_bytes: capture.max_body_bytes,
             max_buffer_bytes: capture.max_buffer_bytes,
+            max_header_bytes: capture.max_header_bytes,
             ..d.limits.clone()
         },
         ..d

@@ -53,6 +53,7 @@ fuzz_target!(|data: &[u8]| {
     let cap = body_cap(flags);
     let limits = BodyLimits {
         max_body_bytes: cap,
+        ..BodyLimits::default()
     };
     let _ = looks_like_h2(payload);
     let _ = qtap::http2::grpc::dump(payload);

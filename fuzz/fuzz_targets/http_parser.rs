@@ -42,6 +42,7 @@ fuzz_target!(|data: &[u8]| {
     let cap = body_cap(flags);
     let limits = BodyLimits {
         max_body_bytes: cap,
+        ..BodyLimits::default()
     };
     let _ = looks_like_request(payload);
     let steps = schedule(sched, payload);

@@ -91,6 +91,7 @@ fn sample_events() -> Vec<Event> {
     summary.path = "/\u{2028}\u{0}\"".into();
     t.transaction.summary = t.summary.clone();
     t.transaction.request.body.text = "a\"b\\c\n\u{1}\u{7f} é 😀 </script>".into();
+    t.transaction.request.headers_truncated = true;
     t.transaction
         .request
         .headers

@@ -1,6 +1,7 @@
 //! Content-Encoding decoding (gzip, x-gzip, deflate as zlib or raw, br, zstd, and comma
 //! lists of them), always with a bound on the output so a decompression bomb costs at most
-//! `out_cap` bytes of memory (and the CPU to produce them).
+//! `out_cap` bytes of memory (and the CPU to produce them): one budget per body, which
+//! every coding of a list draws on (a stack of codings cannot multiply it).
 use std::io::Read;
 
 /// Most decoded bytes kept, whatever the capture limit.
@@ -62,9 +63,9 @@ fn codings(header: &str) -> Result<Vec<Coding>, String> {
     Ok(out)
 }
 
-/// Decodes `raw` per the Content-Encoding `header`. `Ok(None)`: nothing to decode.
-/// `Err(why)`: nothing could be decoded, show the raw bytes. `Ok(Some)`: decoded, maybe
-/// partially (`note` says why).
+/// Decodes `raw` per the Content-Encoding `header`, all codings together producing at most
+/// `out_cap` bytes. `Ok(None)`: nothing to decode. `Err(why)`: nothing could be decoded,
+/// show the raw bytes. `Ok(Some)`: decoded, maybe partially (`note` says why).
 pub(crate) fn decode(raw: &[u8], header: &str, out_cap: usize) -> Result<Option<Decoded>, String> {
     let list = match codings(header) {
         Ok(l) if l.is_empty() => return Ok(None),
@@ -77,9 +78,11 @@ pub(crate) fn decode(raw: &[u8], header: &str, out_cap: usize) -> Result<Option<
     };
     let mut notes = Vec::new();
     let mut cur: Option<Vec<u8>> = None;
+    let mut left = out_cap;
     for &c in list.iter().rev() {
         let input = cur.as_deref().unwrap_or(raw);
-        let (bytes, err, capped) = decode_one(c, input, out_cap);
+        let (bytes, err, capped) = decode_one(c, input, left);
+        left -= bytes.len();
         if bytes.is_empty() {
             if let Some(e) = err {
                 return Err(format!(
@@ -95,8 +98,16 @@ pub(crate) fn decode(raw: &[u8], header: &str, out_cap: usize) -> Result<Option<
             ));
         }
         if capped {
+            let what = if list.len() > 1 {
+                " (all its codings together)"
+            } else {
+                ""
+            };
             notes.push(format!(
-                "decoded body larger than {out_cap} bytes; kept the first {out_cap}"
+                "decoded body larger than its {out_cap}-byte decompression budget{what}; \
+                 kept the first {} bytes of the {} output",
+                bytes.len(),
+                c.name()
             ));
         }
         cur = Some(bytes);
@@ -238,6 +249,30 @@ mod tests {
         assert!(d.note.unwrap().contains("larger than"));
         let d = decode(&brotli(&zeros), "br", 1000).unwrap().unwrap();
         assert_eq!(d.bytes.len(), 1000);
+    }
+
+    #[test]
+    fn stacked_codings_share_one_budget() {
+        // gzip of gzip of 4 MiB of zeros: the inner stage expands 1000-fold, each stage
+        // alone would stay under a 1 MiB cap only if the budget were per stage
+        let zeros = vec![0u8; 4 << 20];
+        let twice = gzip(&gzip(&zeros));
+        let cap = 1 << 20;
+        let d = decode(&twice, "gzip, gzip", cap).unwrap().unwrap();
+        let inner = gzip(&zeros).len();
+        assert_eq!(d.bytes.len(), cap - inner, "both stages drew on one budget");
+        let note = d.note.unwrap();
+        assert!(
+            note.contains("decompression budget (all its codings together)"),
+            "{note}"
+        );
+        // eight stacked codings of a small body still decode whole
+        let mut b = b"eight layers".to_vec();
+        for _ in 0..8 {
+            b = gzip(&b);
+        }
+        let d = decode(&b, &["gzip"; 8].join(", "), cap).unwrap().unwrap();
+        assert_eq!((d.bytes.as_slice(), d.note), (&b"eight layers"[..], None));
     }
 
     #[test]

@@ -37,7 +37,7 @@ use crate::events::{Body, Headers, Timestamp};
 pub(crate) use body::{BodyCapture, headers_bytes};
 pub use conn::{HttpConn, MAX_PENDING};
 pub use decode::MAX_DECODED_BYTES;
-pub(crate) use decode::{decode, decoded_cap};
+pub(crate) use decode::decode;
 pub use head::MAX_HEAD_BYTES;
 
 /// Who sent the bytes.
@@ -51,14 +51,20 @@ pub enum Side {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BodyLimits {
     /// Body bytes kept per message (after transfer decoding, before content decoding).
-    /// Decoded output is capped at 8× this, at most [`MAX_DECODED_BYTES`].
+    /// Decoded output is capped at 8× this, at most [`MAX_DECODED_BYTES`], for each body
+    /// (all its content codings, or all its gRPC messages, together).
     pub max_body_bytes: usize,
+    /// HTTP/2 header fields decoded per header block and per stream (HPACK output, in
+    /// RFC 7541 sizes: name + value + 32 per field); the rest are left out and the header
+    /// list is marked truncated.
+    pub max_header_bytes: usize,
 }
 
 impl Default for BodyLimits {
     fn default() -> Self {
         BodyLimits {
             max_body_bytes: 1_048_576,
+            max_header_bytes: crate::http2::hpack::DEFAULT_MAX_HEADER_BYTES,
         }
     }
 }
@@ -76,6 +82,8 @@ pub struct HttpRequest {
     /// Chunked trailer fields, in order (empty without chunked or trailers).
     pub trailers: Headers,
     pub body: Body,
+    /// Header or trailer fields were left out (HTTP/2: past `max_header_bytes`).
+    pub headers_truncated: bool,
 }
 
 /// A final (non-1xx, or 101) response.
@@ -89,6 +97,8 @@ pub struct HttpResponse {
     /// Codes of the interim responses skipped before this one (`100`, `103`, ...).
     pub informational: Vec<u16>,
     pub body: Body,
+    /// Header or trailer fields were left out (HTTP/2: past `max_header_bytes`).
+    pub headers_truncated: bool,
 }
 
 impl HttpRequest {

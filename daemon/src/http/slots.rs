@@ -150,6 +150,8 @@ impl Slot {
                 headers,
                 trailers,
                 body,
+                // a head is bounded as a whole (MAX_HEAD_BYTES): past it, an error
+                headers_truncated: false,
             }
         });
         let informational = self.informational;
@@ -163,6 +165,7 @@ impl Slot {
                 trailers,
                 informational,
                 body,
+                headers_truncated: false,
             }
         });
         Exchange {

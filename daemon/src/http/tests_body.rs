@@ -137,6 +137,7 @@ fn body_over_the_cap_is_truncated_with_true_size() {
     let body = "x".repeat(5000);
     let limits = BodyLimits {
         max_body_bytes: 1000,
+        ..BodyLimits::default()
     };
     let ex = run_with(
         limits,
@@ -169,6 +170,7 @@ fn truncated_gzip_keeps_what_decodes() {
     let gz = gzip(text.as_bytes());
     let limits = BodyLimits {
         max_body_bytes: gz.len() / 2,
+        ..BodyLimits::default()
     };
     let ex = run_with(
         limits,

@@ -258,6 +258,7 @@ HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\nT: 1\r\n\r\
     for round in 0..300 {
         let mut c = HttpConn::new(BodyLimits {
             max_body_bytes: 1 + rnd(64),
+            ..BodyLimits::default()
         });
         let (mut ci, mut si) = (0, 0);
         let mut out = Vec::new();

@@ -112,6 +112,8 @@ pub struct H2Conn {
     frames_ok: u64,
     desyncs: u64,
     not_h2: bool,
+    /// A connection error stopped the decoding (why).
+    stopped: Option<String>,
     out: Vec<Exchange>,
 }
 
@@ -127,6 +129,7 @@ impl H2Conn {
             frames_ok: 0,
             desyncs: 0,
             not_h2: false,
+            stopped: None,
             out: Vec::new(),
         }
     }
@@ -147,6 +150,24 @@ impl H2Conn {
         s.h1_body = Some(req.body.clone());
         s.end_half(Side::Client, ts);
         c.streams.insert(1, s);
+        // the client's SETTINGS came in the HTTP2-Settings header (base64url)
+        let settings = req
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("http2-settings"));
+        if let Some(Ok(p)) = settings.map(|(_, v)| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(v.trim().trim_end_matches('='))
+        }) {
+            let h = Head {
+                len: u32::try_from(p.len()).unwrap_or(0),
+                kind: frame::SETTINGS,
+                flags: 0,
+                stream: 0,
+                reserved: false,
+            };
+            c.on_frame(Side::Client, h, &p, ts);
+        }
         c
     }
 
@@ -165,18 +186,18 @@ impl H2Conn {
     /// stream) that completed, in completion order.
     pub fn feed(&mut self, side: Side, mut data: &[u8], ts: Timestamp) -> Vec<Exchange> {
         let i = idx(side);
-        while !data.is_empty() && !self.not_h2 {
+        while !data.is_empty() && !self.not_h2 && self.stopped.is_none() {
             let d = &mut self.dirs[i];
             match &mut d.rx {
                 Rx::Start if side == Side::Client && data[0] == frame::PREFACE[0] => {
                     d.rx = Rx::Preface(0);
-                    d.hpack = Hpack::new(true);
+                    d.hpack.restart();
                     self.from_start = true;
                 }
                 Rx::Start if d.hn == 0 && data.len() >= HEAD_LEN => {
                     if side == Side::Server && frame::is_server_preface(data) {
                         // a server's SETTINGS opens the connection
-                        d.hpack = Hpack::new(true);
+                        d.hpack.restart();
                         d.rx = Rx::Head;
                     } else if frame::looks_like_h2(data) {
                         // frames of a connection joined mid-way
@@ -197,7 +218,7 @@ impl H2Conn {
                         let server_preface =
                             side == Side::Server && frame::is_server_preface(&d.hbuf);
                         if server_preface {
-                            d.hpack = Hpack::new(true);
+                            d.hpack.restart();
                         }
                         if server_preface || frame::looks_like_h2(&d.hbuf) {
                             d.rx = Rx::Head;
@@ -292,6 +313,9 @@ impl H2Conn {
     /// waits for a feed that starts with a frame header, and the HPACK table is reset.
     pub fn gap(&mut self, side: Side, lost: u64, ts: Timestamp) -> Vec<Exchange> {
         let i = idx(side);
+        if self.stopped.is_some() {
+            return Vec::new();
+        }
         let msg = format!("{lost} bytes lost in capture");
         let small = u32::try_from(lost).ok();
         match (&mut self.dirs[i].rx, small) {

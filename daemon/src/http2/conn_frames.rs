@@ -1,10 +1,10 @@
 //! [`H2Conn`], continued: streams opened and finished, and whole frames (header blocks,
 //! RST_STREAM, SETTINGS, GOAWAY).
 use super::frame::{self, Head};
-use super::{H2Conn, MAX_STREAMS, Pending, idx, name, other};
+use super::{DirState, H2Conn, MAX_STREAMS, Pending, idx, name, other};
 use crate::events::Timestamp;
 use crate::http::Side;
-use crate::http2::stream::{Stream, field};
+use crate::http2::stream::{MAX_INFORMATIONAL, Stream, field};
 
 /// Finished stream ids remembered, so that late frames do not open them again.
 const CLOSED_IDS: usize = 256;
@@ -164,39 +164,67 @@ impl H2Conn {
         }
     }
 
-    /// A complete header block from `side`.
+    /// A complete header block from `side`, decoded within what is left of its stream's
+    /// header budget (`max_header_bytes` per block and per stream).
     pub(super) fn on_block(&mut self, side: Side, b: Pending, ts: Timestamp) {
-        let block = self.dirs[idx(side)].hpack.decode(&b.buf);
-        let problems = block.problems.join("; ");
-        let mut fields = block.fields;
-        if let Some(pid) = b.promised {
-            // a pushed stream: the promised request, sent by the server
-            if let Some(s) = self.stream(Side::Server, pid, true, ts) {
-                s.req.headers = Some(fields);
-                s.req.undecodable += block.undecodable;
-                if !problems.is_empty() {
-                    s.error(problems);
-                }
-                s.end_half(Side::Client, ts);
+        // a pushed stream's promised request is sent by the server
+        let (owner, id) = match b.promised {
+            Some(pid) => (Side::Server, pid),
+            None => (side, b.stream),
+        };
+        let max = self.limits.max_header_bytes;
+        let budget = self
+            .stream(owner, id, true, ts)
+            .map_or(0, |s| max.saturating_sub(s.header_bytes));
+        let block = self.dirs[idx(side)].hpack.decode_within(&b.buf, budget);
+        if let Some(why) = block.fatal {
+            // whose header list it was: the request's for a push, else the sender's
+            let half = if b.promised.is_some() {
+                Side::Client
+            } else {
+                side
+            };
+            if let Some(s) = self.streams.get_mut(&id) {
+                let h = s.half(half);
+                h.headers_truncated = true;
+                h.headers.get_or_insert_with(Vec::new);
             }
+            self.stop(&why, ts);
             return;
         }
-        let Some(s) = self.stream(side, b.stream, true, ts) else {
+        let problems = block.problems.join("; ");
+        let mut fields = block.fields;
+        let Some(s) = self.streams.get_mut(&id) else {
             return;
         };
+        s.header_bytes += block.decoded;
         if !problems.is_empty() {
             s.error(problems);
+        }
+        if b.promised.is_some() {
+            s.req.headers = Some(fields);
+            s.req.undecodable += block.undecodable;
+            s.req.headers_truncated |= block.cut > 0;
+            s.end_half(Side::Client, ts);
+            return;
         }
         if side == Side::Server && s.resp.headers.is_none() {
             let status: Option<u16> = field(&fields, ":status").and_then(|v| v.parse().ok());
             if let Some(c @ 100..=199) = status {
-                s.informational.push(c);
+                if s.informational.len() < MAX_INFORMATIONAL {
+                    s.informational.push(c);
+                } else {
+                    s.error(format!(
+                        "more than {MAX_INFORMATIONAL} interim (1xx) responses; not listed"
+                    ));
+                }
                 return;
             }
             s.response_start = Some(ts);
         }
         let h = s.half(side);
         h.undecodable += block.undecodable;
+        h.headers_truncated |= block.cut > 0;
         if h.headers.is_none() && h.body.size() == 0 {
             h.headers = Some(fields);
         } else {
@@ -205,5 +233,27 @@ impl H2Conn {
         if b.end_stream {
             self.end_half(side, b.stream, ts);
         }
+    }
+
+    /// A connection error for the capture (the peer broke a rule the decoding relies on):
+    /// every open stream ends with `why`, and nothing more of the connection is decoded.
+    pub(super) fn stop(&mut self, why: &str, ts: Timestamp) {
+        let msg = format!("HTTP/2 decoding of the connection stopped: {why}");
+        let ids: Vec<u32> = self.streams.keys().copied().collect();
+        for id in ids {
+            if let Some(s) = self.streams.get_mut(&id) {
+                s.error(msg.clone());
+                s.cut("connection decoding stopped", ts);
+            }
+            self.finish(id);
+        }
+        // frees the buffers and tables; `feed` and `gap` do nothing from now on
+        self.dirs = [DirState::new(), DirState::new()];
+        self.stopped = Some(why.to_string());
+    }
+
+    /// Why the connection's decoding stopped (see [`H2Conn::stop`]), if it did.
+    pub fn connection_error(&self) -> Option<&str> {
+        self.stopped.as_deref()
     }
 }

@@ -1,10 +1,21 @@
 //! gRPC over HTTP/2: the call's service and method, its status from the trailers, and
 //! its length-prefixed messages (decompressed per `grpc-encoding`) with a best-effort
 //! protobuf field dump, since the schema is not known.
+//!
+//! Decompression is bounded per body, not per message: all the messages of one direction
+//! share one budget, [`messages_budget`] (the body cap: the messages are a second view of
+//! a body the event already carries), so many small compressed messages cannot each
+//! expand to a cap. Once it is spent, later messages are shown compressed, with a note.
 use super::stream::{Half, field};
 use crate::events::{Grpc, GrpcMessage};
-use crate::http::{decode, decoded_cap};
+use crate::http::{MAX_DECODED_BYTES, decode};
 use base64::Engine as _;
+
+/// Decompressed bytes of all the messages of one direction together: the body cap
+/// (`max_body_bytes`), at most [`MAX_DECODED_BYTES`].
+pub fn messages_budget(max_body_bytes: usize) -> usize {
+    max_body_bytes.clamp(1, MAX_DECODED_BYTES)
+}
 
 /// Messages listed per direction at most.
 pub const MAX_MESSAGES: usize = 64;
@@ -87,6 +98,9 @@ fn split(
     let mut rest = kept;
     let mut more = 0usize;
     let mut cut = false;
+    let budget = messages_budget(max_body_bytes);
+    let mut left = budget;
+    let mut undecompressed = 0usize;
     while let Some((prefix, body)) = rest.split_first_chunk::<5>() {
         let compressed = prefix[0] & 1 != 0;
         let len = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize;
@@ -98,16 +112,23 @@ fn split(
             more += 1;
             continue;
         }
-        out.push(message(
-            from,
-            compressed,
-            len,
-            raw,
-            encoding,
-            max_body_bytes,
-        ));
+        let m = message(from, compressed, len, raw, encoding, &mut left);
+        undecompressed += usize::from(m.is_none());
+        out.push(m.unwrap_or_else(|| GrpcMessage {
+            note: Some(format!(
+                "not decompressed: the {budget}-byte decompression budget of this body's \
+                 messages is spent; showing the compressed bytes"
+            )),
+            ..raw_message(from, compressed, len, raw)
+        }));
     }
     let mut notes = Vec::new();
+    if undecompressed > 0 {
+        notes.push(format!(
+            "decompression budget of {budget} bytes for these messages spent: \
+             {undecompressed} later message(s) not decompressed"
+        ));
+    }
     if more > 0 {
         notes.push(format!("{more} more messages not listed"));
     }
@@ -117,20 +138,39 @@ fn split(
     (out, (!notes.is_empty()).then(|| notes.join("; ")))
 }
 
+/// A message as captured, not decompressed.
+fn raw_message(from: &str, compressed: bool, len: usize, raw: &[u8]) -> GrpcMessage {
+    GrpcMessage {
+        from: from.to_string(),
+        compressed,
+        size: len as u64,
+        captured: raw.len() as u64,
+        dump: None,
+        data: base64::engine::general_purpose::STANDARD.encode(raw),
+        note: None,
+    }
+}
+
+/// One message, decompressed within `left` bytes (what remains of the body's budget,
+/// reduced by its output). `None`: compressed, and the budget is spent.
 fn message(
     from: &str,
     compressed: bool,
     len: usize,
     raw: &[u8],
     encoding: &str,
-    max_body_bytes: usize,
-) -> GrpcMessage {
+    left: &mut usize,
+) -> Option<GrpcMessage> {
     let mut note = None;
     let cut = raw.len() < len;
     let mut data = raw.to_vec();
     if compressed {
-        match decode(raw, encoding, decoded_cap(max_body_bytes)) {
+        if *left == 0 && !raw.is_empty() {
+            return None;
+        }
+        match decode(raw, encoding, *left) {
             Ok(Some(d)) => {
+                *left -= d.bytes.len();
                 data = d.bytes;
                 note = d.note;
             }
@@ -149,7 +189,7 @@ fn message(
             note.map(|n| format!("; {n}")).unwrap_or_default()
         ));
     }
-    GrpcMessage {
+    Some(GrpcMessage {
         from: from.to_string(),
         compressed,
         size: len as u64,
@@ -157,7 +197,7 @@ fn message(
         dump: if cut { None } else { dump(&data) },
         data: base64::engine::general_purpose::STANDARD.encode(&data),
         note,
-    }
+    })
 }
 
 /// `grpc-message` is percent-encoded (gRPC over HTTP/2, "Responses").
@@ -335,6 +375,37 @@ mod tests {
             (9, 1, None)
         );
         assert!(note.unwrap().contains("cut"));
+    }
+
+    #[test]
+    fn messages_of_a_body_share_one_decompression_budget() {
+        use std::io::Write as _;
+        // 64 messages, each 3 MiB of zeros gzipped (about 3 KiB): 192 MiB if each had a
+        // budget of its own; with a 4 MiB body cap, 4 MiB for them all
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&vec![0u8; 3 << 20]).unwrap();
+        let z = gz.finish().unwrap();
+        let mut body = Vec::new();
+        for _ in 0..64 {
+            body.push(1);
+            body.extend_from_slice(&(z.len() as u32).to_be_bytes());
+            body.extend_from_slice(&z);
+        }
+        let cap = 4 << 20;
+        let (m, note) = split("response", &body, body.len() as u64, "gzip", cap);
+        assert_eq!(m.len(), 64, "every message is listed");
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let decoded: usize = m.iter().map(|x| b64.decode(&x.data).unwrap().len()).sum();
+        // one whole message, the second cut at the budget, compressed copies of the rest
+        assert_eq!(decoded, cap + 62 * z.len());
+        assert_eq!(b64.decode(&m[0].data).unwrap().len(), 3 << 20);
+        assert_eq!(b64.decode(&m[1].data).unwrap().len(), 1 << 20);
+        assert!(m[1].note.as_deref().unwrap().contains("larger than"));
+        let last = m[63].note.as_deref().unwrap();
+        assert!(last.contains("not decompressed"), "{last}");
+        assert_eq!(b64.decode(&m[63].data).unwrap(), z);
+        let note = note.unwrap();
+        assert!(note.contains("decompression budget"), "{note}");
     }
 
     #[test]

@@ -14,9 +14,15 @@
 //! reported as undecodable, never guessed. Anything that may have broken the alignment
 //! (bytes lost in capture, a block that could not be walked to its end, a skipped block)
 //! empties our table ([`Hpack::desync`]), which restores the invariant.
+//!
+//! Bounded: a block costs at most its own length plus `budget` bytes of output (fields
+//! count their RFC 7541 size, name + value + 32, before any text is copied; table entries
+//! are shared, never copied per reference), and a table size update above the limit the
+//! peer's decoder announced (SETTINGS_HEADER_TABLE_SIZE, 4096 before any) is refused as
+//! the connection error RFC 7541 4.2 makes it: the block reports it in [`Block::fatal`].
 use loona_hpack::huffman::HuffmanDecoder;
 use std::collections::VecDeque;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// Most bytes a dynamic table may hold here (an encoder told to use more is followed
 /// with this much: older entries then read as undecodable, never wrong).
@@ -50,11 +56,20 @@ fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// Decoded bytes kept per header block and per stream unless configured otherwise
+/// (`--max-header-bytes`), in RFC 7541 sizes (name + value + 32 per field).
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 256 * 1024;
+
+/// RFC 7541 4.1 size of a field.
+pub fn field_size(name: &str, value: &str) -> usize {
+    name.len() + value.len() + 32
+}
+
 #[derive(Clone, Debug)]
 struct Entry {
     /// `None`: inserted with a name or value that could not be read
-    name: Option<String>,
-    value: Option<String>,
+    name: Option<Arc<str>>,
+    value: Option<Arc<str>>,
     /// RFC 7541 size (name + value + 32), a lower bound when a part is unknown
     size: usize,
 }
@@ -68,6 +83,14 @@ pub struct Block {
     pub undecodable: usize,
     /// Why, when `undecodable > 0` or the block was cut short.
     pub problems: Vec<String>,
+    /// Fields left out because the decoded-bytes budget was spent (walked for the table,
+    /// not kept): the header list is cut.
+    pub cut: usize,
+    /// RFC 7541 size of the fields kept.
+    pub decoded: usize,
+    /// A connection error (a table size update above the peer's limit): the block was
+    /// not decoded past it and the table no longer follows the peer's.
+    pub fatal: Option<String>,
 }
 
 impl Block {
@@ -83,8 +106,12 @@ pub struct Hpack {
     table: VecDeque<Entry>,
     size: usize,
     max: usize,
-    /// The peer's decoder limit from SETTINGS_HEADER_TABLE_SIZE, when seen.
+    /// The peer's decoder limit from SETTINGS_HEADER_TABLE_SIZE, when seen (the largest
+    /// seen: an encoder may use the older, larger one until it sees the new one).
     settings_max: Option<usize>,
+    /// This direction was seen from its first byte (so the limit before any SETTINGS is
+    /// the HTTP/2 default; joined mid-way, it is unknown).
+    from_start: bool,
     /// Our table may lack entries the peer's has (joined mid-way, or bytes were lost).
     partial: bool,
     huff: HuffmanDecoder,
@@ -102,13 +129,27 @@ impl std::fmt::Debug for Hpack {
 }
 
 enum Ref {
-    Known(String),
+    Known(Arc<str>),
     /// index, and whether it points past our table (rather than at a placeholder)
     Unknown(usize),
 }
 
 /// A string literal: `Ok(text)`, or `Err(size lower bound)` when it could not be read.
-type Lit = Result<String, usize>;
+type Lit = Result<Arc<str>, usize>;
+
+/// Why a block could not be walked to its end.
+enum Stop {
+    /// The block is malformed or cut: the rest cannot be walked.
+    Cut(&'static str),
+    /// A connection error: decoding must not go on.
+    Fatal(String),
+}
+
+impl From<&'static str> for Stop {
+    fn from(s: &'static str) -> Stop {
+        Stop::Cut(s)
+    }
+}
 
 impl Hpack {
     /// `from_start`: the direction was seen from its first byte, so the table starts empty
@@ -123,8 +164,26 @@ impl Hpack {
                 MAX_TABLE_BYTES
             },
             settings_max: None,
+            from_start,
             partial: !from_start,
             huff: HuffmanDecoder::new(),
+        }
+    }
+
+    /// The direction's first byte is here after all (a preface): start over from an empty
+    /// table at the default size, keeping a SETTINGS limit already seen.
+    pub fn restart(&mut self) {
+        let settings = self.settings_max;
+        *self = Hpack::new(true);
+        self.settings_max = settings;
+    }
+
+    /// Largest dynamic table size update the encoder may send.
+    pub fn update_limit(&self) -> usize {
+        match self.settings_max {
+            Some(m) => m.max(if self.from_start { 0 } else { MAX_TABLE_BYTES }),
+            None if self.from_start => DEFAULT_TABLE_BYTES,
+            None => MAX_TABLE_BYTES,
         }
     }
 
@@ -144,7 +203,8 @@ impl Hpack {
 
     /// The peer that decodes this direction announced SETTINGS_HEADER_TABLE_SIZE.
     pub fn set_settings_max(&mut self, v: u32) {
-        self.settings_max = Some(v as usize);
+        let v = v as usize;
+        self.settings_max = Some(self.settings_max.map_or(v, |m| m.max(v)));
     }
 
     /// Our table can no longer be trusted to match the peer's (bytes lost, a block not
@@ -170,7 +230,7 @@ impl Hpack {
         }
     }
 
-    fn insert(&mut self, name: Option<String>, value: Option<String>, size: usize) {
+    fn insert(&mut self, name: Option<Arc<str>>, value: Option<Arc<str>>, size: usize) {
         if size > self.max {
             // RFC 7541 4.4: an entry larger than the table empties it
             self.table.clear();
@@ -188,9 +248,10 @@ impl Hpack {
             .and_then(|i| self.table.get(i))
     }
 
+    /// The name at `index`, shared (not copied).
     fn name_ref(&self, index: usize) -> Ref {
         if (1..=STATIC_LEN).contains(&index) {
-            return Ref::Known(static_table()[index - 1].0.clone());
+            return Ref::Known(Arc::from(static_table()[index - 1].0.as_str()));
         }
         match self.entry(index).and_then(|e| e.name.clone()) {
             Some(n) => Ref::Known(n),
@@ -212,35 +273,71 @@ impl Hpack {
         }
     }
 
-    /// Decodes one complete header block (HEADERS/PUSH_PROMISE and its CONTINUATIONs).
-    pub fn decode(&mut self, mut buf: &[u8]) -> Block {
+    /// [`Hpack::decode_within`] without a budget.
+    #[cfg(test)]
+    pub fn decode(&mut self, buf: &[u8]) -> Block {
+        self.decode_within(buf, usize::MAX)
+    }
+
+    /// Decodes one complete header block (HEADERS/PUSH_PROMISE and its CONTINUATIONs),
+    /// keeping fields while their RFC 7541 sizes add up to at most `budget`; the rest are
+    /// walked (the table follows the peer's) and counted in [`Block::cut`].
+    pub fn decode_within(&mut self, mut buf: &[u8], budget: usize) -> Block {
         let mut out = Block::default();
         while let Some(&first) = buf.first() {
-            match self.field(first, &mut buf, &mut out) {
+            match self.field(first, &mut buf, &mut out, budget) {
                 Ok(()) if out.fields.len() > MAX_FIELDS => {
                     out.fields.pop();
                     out.undecodable += 1;
                     out.problem(format!("more than {MAX_FIELDS} fields in a header block"));
                 }
                 Ok(()) => {}
-                Err(why) => {
+                Err(Stop::Cut(why)) => {
                     // the rest of the block cannot be walked: insertions in it are lost
                     out.undecodable += 1;
                     out.problem(format!("header block cut short: {why}"));
                     self.desync();
                     break;
                 }
+                Err(Stop::Fatal(why)) => {
+                    self.desync();
+                    out.fatal = Some(why);
+                    break;
+                }
             }
+        }
+        if out.cut > 0 {
+            out.problem(format!(
+                "header fields past {budget} decoded bytes not kept ({} left out)",
+                out.cut
+            ));
         }
         out
     }
 
-    fn field(&mut self, first: u8, buf: &mut &[u8], out: &mut Block) -> Result<(), &'static str> {
+    /// Keeps a field of `size` when the budget allows; `text` gives it (called only then).
+    fn keep(out: &mut Block, budget: usize, size: usize, text: impl FnOnce() -> (String, String)) {
+        if out.cut == 0 && out.decoded.saturating_add(size) <= budget {
+            out.decoded += size;
+            out.fields.push(text());
+        } else {
+            out.cut += 1;
+        }
+    }
+
+    fn field(
+        &mut self,
+        first: u8,
+        buf: &mut &[u8],
+        out: &mut Block,
+        budget: usize,
+    ) -> Result<(), Stop> {
         if first & 0x80 != 0 {
             // indexed field
             let i = int(buf, 7)?;
             if (1..=STATIC_LEN).contains(&i) {
-                out.fields.push(static_table()[i - 1].clone());
+                let (n, v) = &static_table()[i - 1];
+                Self::keep(out, budget, field_size(n, v), || (n.clone(), v.clone()));
                 return Ok(());
             }
             match self.entry(i) {
@@ -248,7 +345,9 @@ impl Hpack {
                     name: Some(n),
                     value: Some(v),
                     ..
-                }) => out.fields.push((n.clone(), v.clone())),
+                }) => Self::keep(out, budget, field_size(n, v), || {
+                    (n.to_string(), v.to_string())
+                }),
                 _ => {
                     out.undecodable += 1;
                     out.problem(self.unknown_problem(i));
@@ -259,10 +358,12 @@ impl Hpack {
         if first & 0xe0 == 0x20 {
             // dynamic table size update
             let v = int(buf, 5)?;
-            if let Some(m) = self.settings_max.filter(|m| v > *m) {
-                out.problem(format!(
-                    "table size update to {v} above the peer's limit of {m}"
-                ));
+            let limit = self.update_limit();
+            if v > limit {
+                return Err(Stop::Fatal(format!(
+                    "HPACK table size update to {v} bytes, above the {limit} the peer's \
+                     decoder allows (SETTINGS_HEADER_TABLE_SIZE): a connection error"
+                )));
             }
             self.set_max(v);
             return Ok(());
@@ -274,7 +375,7 @@ impl Hpack {
             (false, 4)
         };
         let idx = int(buf, prefix)?;
-        let name: Result<String, usize> = if idx == 0 {
+        let name: Lit = if idx == 0 {
             self.string(buf)?
         } else {
             match self.name_ref(idx) {
@@ -295,7 +396,9 @@ impl Hpack {
             self.insert(name.clone().ok(), value.clone().ok(), size);
         }
         match (name, value) {
-            (Ok(n), Ok(v)) => out.fields.push((n, v)),
+            (Ok(n), Ok(v)) => Self::keep(out, budget, field_size(&n, &v), || {
+                (n.to_string(), v.to_string())
+            }),
             _ => out.undecodable += 1,
         }
         Ok(())
@@ -312,10 +415,10 @@ impl Hpack {
         let (raw, rest) = buf.split_at(n);
         *buf = rest;
         if !huffman {
-            return Ok(Ok(lossy(raw)));
+            return Ok(Ok(Arc::from(lossy(raw))));
         }
         match self.huff.decode(raw) {
-            Ok(b) => Ok(Ok(lossy(&b))),
+            Ok(b) => Ok(Ok(Arc::from(lossy(&b)))),
             // the shortest Huffman code is 5 bits
             Err(_) => Ok(Err(n * 8 / 30)),
         }
@@ -351,4 +454,4 @@ fn int(buf: &mut &[u8], n: u32) -> Result<usize, &'static str> {
 
 #[cfg(test)]
 #[path = "tests_hpack.rs"]
-mod tests;
+pub(super) mod tests;

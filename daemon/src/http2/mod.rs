@@ -30,6 +30,8 @@ mod stream;
 mod tests;
 #[cfg(test)]
 mod tests_conn;
+#[cfg(test)]
+mod tests_limits;
 
 pub use conn::{H2Conn, MAX_HEADER_BLOCK, MAX_STREAMS};
 pub use frame::{PREFACE, looks_like_h2, starts_with_preface};

@@ -16,6 +16,8 @@ pub(super) struct Half {
     pub wire: u64,
     /// Header fields that could not be decoded.
     pub undecodable: usize,
+    /// Header or trailer fields were left out (the stream's header budget was spent).
+    pub headers_truncated: bool,
 }
 
 impl Half {
@@ -43,13 +45,19 @@ pub(super) fn field<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str
         .map(|(_, v)| v.as_str())
 }
 
+/// Interim (1xx) response codes listed per stream at most.
+pub(super) const MAX_INFORMATIONAL: usize = 16;
+
 #[derive(Debug)]
 pub(super) struct Stream {
     pub start: Timestamp,
     pub req: Half,
     pub resp: Half,
-    /// Codes of interim (1xx) responses before the final one.
+    /// Codes of interim (1xx) responses before the final one (at most
+    /// [`MAX_INFORMATIONAL`]).
     pub informational: Vec<u16>,
+    /// HPACK output (RFC 7541 sizes) kept for this stream so far, both sides, every block.
+    pub header_bytes: usize,
     pub request_sent: Option<Timestamp>,
     pub response_start: Option<Timestamp>,
     pub end: Option<Timestamp>,
@@ -66,6 +74,7 @@ impl Stream {
             req: Half::new(limits),
             resp: Half::new(limits),
             informational: Vec::new(),
+            header_bytes: 0,
             request_sent: None,
             response_start: None,
             end: None,
@@ -149,6 +158,7 @@ impl Stream {
                 },
                 headers,
                 trailers: self.req.trailers,
+                headers_truncated: self.req.headers_truncated,
             }
         });
         let resp_enc = self.resp.header("content-encoding").map(str::to_string);
@@ -170,6 +180,7 @@ impl Stream {
                     .resp
                     .body
                     .into_body(resp_enc.as_deref(), max_body_bytes),
+                headers_truncated: self.resp.headers_truncated,
             }
         });
         let end = self

@@ -72,6 +72,7 @@ impl Peer {
 pub(super) fn conn() -> H2Conn {
     H2Conn::new(BodyLimits {
         max_body_bytes: 1 << 20,
+        ..BodyLimits::default()
     })
 }
 
@@ -332,7 +333,10 @@ fn gzip_body_and_binary_body() {
 
 #[test]
 fn body_cap_counts_everything() {
-    let mut c = H2Conn::new(BodyLimits { max_body_bytes: 4 });
+    let mut c = H2Conn::new(BodyLimits {
+        max_body_bytes: 4,
+        ..BodyLimits::default()
+    });
     let (mut cl, mut sv) = (Peer::client(), Peer::server());
     c.feed(Side::Client, &cl.headers(1, GET, true).take(), ts(1));
     sv.headers(1, &ok("text/plain"), false)

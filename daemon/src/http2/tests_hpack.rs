@@ -127,11 +127,102 @@ fn table_size_update_evicts_and_zero_empties() {
 }
 
 #[test]
-fn settings_limit_is_checked_against_updates() {
+fn a_size_update_above_the_limit_is_a_connection_error_not_obeyed() {
+    // from the start, before any SETTINGS: the limit is the default 4096
+    let mut d = Hpack::new(true);
+    let b = d.decode(&bomb(5000, Some(65536), 3));
+    let why = b.fatal.expect("a connection error");
+    assert!(why.contains("65536") && why.contains("4096"), "{why}");
+    assert!(
+        b.fields.is_empty(),
+        "nothing decoded past it: {:?}",
+        b.fields
+    );
+    assert_eq!(d.len(), 0, "the literal after it was not inserted");
+    // within the announced limit it is obeyed; one byte above is refused
     let mut d = Hpack::new(true);
     d.set_settings_max(100);
-    let b = d.decode(&hex("3fe101")); // 256 > 100
-    assert!(b.problems[0].contains("above the peer's limit"));
+    assert!(d.decode(&hex("3f45")).fatal.is_none()); // 100
+    assert!(d.decode(&hex("3f46")).fatal.is_some()); // 101
+    // a peer that lowers its limit later: the older, larger one stays allowed (the
+    // encoder may not have seen the new one yet)
+    let mut d = Hpack::new(true);
+    d.set_settings_max(65536);
+    d.set_settings_max(0);
+    assert_eq!(d.update_limit(), 65536);
+    // joined mid-way, the limit is unknown: our own table cap
+    let mut d = Hpack::new(false);
+    assert!(d.decode(&update(MAX_TABLE_BYTES)).fatal.is_none());
+    assert!(d.decode(&update(MAX_TABLE_BYTES + 1)).fatal.is_some());
+}
+
+#[test]
+fn restart_keeps_the_settings_limit() {
+    let mut d = Hpack::new(false);
+    d.set_settings_max(8192);
+    d.restart();
+    assert_eq!(d.update_limit(), 8192);
+    assert!(d.decode(&update(8192)).fatal.is_none());
+}
+
+/// RFC 7541 5.1 integer with an `n`-bit prefix, `flags` in the first byte's other bits.
+fn int_bytes(flags: u8, n: u32, v: usize) -> Vec<u8> {
+    let max = (1usize << n) - 1;
+    if v < max {
+        return vec![flags | v as u8];
+    }
+    let mut out = vec![flags | max as u8];
+    let mut rest = v - max;
+    while rest >= 128 {
+        out.push((rest % 128) as u8 | 0x80);
+        rest /= 128;
+    }
+    out.push(rest as u8);
+    out
+}
+
+fn update(size: usize) -> Vec<u8> {
+    int_bytes(0x20, 5, size)
+}
+
+/// The amplification of issue 12: a table size update (`update`), one literal with
+/// incremental indexing whose value is `value_len` bytes, then `refs` one-byte
+/// references to it (index 62).
+pub(crate) fn bomb(value_len: usize, update_to: Option<usize>, refs: usize) -> Vec<u8> {
+    let mut b = update_to.map(update).unwrap_or_default();
+    b.extend([0x40, 1, b'x']);
+    b.extend(int_bytes(0, 7, value_len));
+    b.extend(std::iter::repeat_n(b'v', value_len));
+    b.extend(std::iter::repeat_n(0xbe, refs));
+    b
+}
+
+#[test]
+fn references_count_against_the_budget() {
+    let mut d = Hpack::new(true);
+    d.set_settings_max(65536);
+    // 8,000 references to a 60,000-byte field: 480 MB of text if each were copied
+    let block = bomb(60_000, Some(65536), 8000);
+    let budget = 256 * 1024;
+    let b = d.decode_within(&block, budget);
+    assert!(b.fatal.is_none());
+    let kept: usize = b.fields.iter().map(|(n, v)| field_size(n, v)).sum();
+    assert_eq!(kept, b.decoded);
+    assert!(kept <= budget, "{kept} > {budget}");
+    // the literal and three references fit (4 × 60,033), the rest are left out
+    assert_eq!((b.fields.len(), b.cut), (4, 7997));
+    assert!(b.problems.iter().any(|p| p.contains("not kept")), "{b:?}");
+    // the table still follows the peer's: a later block reads the entry
+    assert_eq!(d.len(), 1);
+    let next = d.decode_within(&[0xbe], budget);
+    assert_eq!((next.fields.len(), next.cut), (1, 0));
+    // references past the budget are not copied, so a small budget keeps a prefix
+    let b = d.decode_within(&[0x82, 0xbe, 0x82], 50);
+    assert_eq!(b.fields, pairs(&[(":method", "GET")]));
+    assert_eq!(
+        b.cut, 2,
+        "fields after a cut one are left out too: a prefix"
+    );
 }
 
 #[test]

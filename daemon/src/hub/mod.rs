@@ -56,6 +56,8 @@ pub struct CaptureStats {
 
 /// Defaults announced in `system.connected` when the engine does not say otherwise.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
+/// `--max-header-bytes` unless given.
+pub const DEFAULT_MAX_HEADER_BYTES: u64 = crate::http2::hpack::DEFAULT_MAX_HEADER_BYTES as u64;
 pub const DEFAULT_CHUNK_BYTES: u64 = 16 * 1024;
 pub const DEFAULT_MAX_BYTES_PER_CALL: u64 = 256 * 1024;
 /// Bytes queued per client by default: a quarter of the default memory budget.
@@ -93,6 +95,7 @@ impl Default for HubConfig {
                 client_queue: 4096,
                 client_queue_bytes: DEFAULT_CLIENT_QUEUE_BYTES as u64,
                 max_buffer_bytes: 0,
+                max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             },
             version: env!("CARGO_PKG_VERSION").to_string(),
         }

@@ -2,7 +2,7 @@
 //! [`Tracker::feed`]), or that an HTTP/1.1 `Upgrade: h2c` switched, is parsed by
 //! [`crate::http2::H2Conn`] instead of the HTTP/1.x parser.
 use super::{ConnKey, Tracker};
-use crate::events::Timestamp;
+use crate::events::{Dropped, Event, Timestamp};
 use crate::http::{Exchange, Side};
 use crate::http2::H2Conn;
 
@@ -20,6 +20,7 @@ impl Tracker {
             return false;
         };
         let mut done = Vec::new();
+        let was_stopped = h.connection_error().is_some();
         if lost > 0 {
             self.lost_stream_bytes += lost;
             done.extend(h.gap(side, lost, ts));
@@ -28,6 +29,7 @@ impl Tracker {
             done.extend(h.feed(side, fresh, ts));
         }
         let not_h2 = h.is_not_http2();
+        let stopped = !was_stopped && h.connection_error().is_some();
         if let Some(c) = self.conns.get_mut(&key) {
             c.fed |= !fresh.is_empty();
             if not_h2 {
@@ -37,6 +39,15 @@ impl Tracker {
         self.emit_opened(key);
         for ex in done {
             self.emit_exchange(key, ex);
+        }
+        if stopped {
+            // its streams said why in their `error`; the rest of it is not decoded
+            tracing::debug!("an HTTP/2 connection broke a decoding rule; its decoding stopped");
+            self.out.push(Event::Dropped(Dropped {
+                events: 1,
+                bytes: 0,
+                reason: "http2-connection-error".into(),
+            }));
         }
         not_h2
     }

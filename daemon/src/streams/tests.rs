@@ -18,6 +18,7 @@ pub(super) fn tracker() -> Tracker {
     Tracker::new(
         TrackerConfig::new(BodyLimits {
             max_body_bytes: 1 << 20,
+            ..BodyLimits::default()
         }),
         Processes::new(Path::new("/proc")),
     )

@@ -12,6 +12,7 @@ fn tracker(max_buffer_bytes: usize) -> Tracker {
         TrackerConfig {
             limits: BodyLimits {
                 max_body_bytes: 1 << 20,
+                ..BodyLimits::default()
             },
             max_buffer_bytes,
         },

@@ -101,12 +101,19 @@ pub(super) fn build(
         (Some(Direction::Ingress), Some(_)) => &local,
         _ => &remote,
     };
-    let (method, target, req_version, req_headers, req_body) = match ex.request {
+    let (method, target, req_version, req_headers, req_body, req_cut) = match ex.request {
         Some(r) => {
             // headers then trailers (`all_headers`), moved rather than copied
             let mut headers = r.headers;
             headers.extend(r.trailers);
-            (r.method, r.target, r.version, headers, r.body)
+            (
+                r.method,
+                r.target,
+                r.version,
+                headers,
+                r.body,
+                r.headers_truncated,
+            )
         }
         None => (
             String::new(),
@@ -114,6 +121,7 @@ pub(super) fn build(
             String::new(),
             Vec::new(),
             Body::empty(),
+            false,
         ),
     };
     // HTTP/2 carries the authority in the `:authority` pseudo-header
@@ -129,6 +137,7 @@ pub(super) fn build(
         reason: r.reason,
         http_version: r.version,
         body: r.body,
+        headers_truncated: r.headers_truncated,
     });
     let content_type = response
         .as_ref()
@@ -173,6 +182,7 @@ pub(super) fn build(
             http_version: req_version,
             headers: req_headers,
             body: req_body,
+            headers_truncated: req_cut,
         },
         response,
         timing: Timing {
