@@ -193,14 +193,22 @@ pub fn code_paths_in_maps(maps: &str) -> Vec<String> {
 /// A file of /proc (or /sys), at most `cap` bytes: these are the kernel's, not a user's,
 /// but a process with very many mappings has a long `maps`.
 pub fn read_proc(path: &Path, cap: u64) -> Option<String> {
+    read_proc_bytes(path, cap).map(|b| match String::from_utf8(b) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    })
+}
+
+/// [`read_proc`], as bytes (`cmdline`, `environ`).
+pub fn read_proc_bytes(path: &Path, cap: u64) -> Option<Vec<u8>> {
     use std::io::Read;
-    let mut s = String::new();
+    let mut b = Vec::new();
     std::fs::File::open(path)
         .ok()?
         .take(cap)
-        .read_to_string(&mut s)
+        .read_to_end(&mut b)
         .ok()?;
-    Some(s)
+    Some(b)
 }
 
 /// The files `pid` maps executable (see `code_paths_in_maps`), opened inside its root.

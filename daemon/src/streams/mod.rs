@@ -183,6 +183,9 @@ impl Tracker {
                 reason: "stream-gap".into(),
             }));
         }
+        if let Some(d) = self.java_dropped() {
+            self.out.push(Event::Dropped(d));
+        }
         std::mem::take(&mut self.out)
     }
 
@@ -624,6 +627,9 @@ impl Tracker {
         let Some(c) = self.conns.remove(&key) else {
             return;
         };
+        if let Some(id) = c.java {
+            self.java_forget(c.pid, id);
+        }
         self.out.push(Event::ConnectionClosed(ConnectionClosed {
             connection_id: c.id,
             bytes_sent: c.bytes_sent,
