@@ -12,6 +12,7 @@ use std::collections::HashSet;
 use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
 
 use super::worker::{JvmState, Worker};
 use super::{JavaRecord, proto};
@@ -25,6 +26,17 @@ pub const MAX_AGENTS: usize = 1024;
 const READ_PER_AGENT: usize = 256 * 1024;
 /// Processes whose refusal was logged, remembered at most (then refusals are only counted).
 const MAX_LOGGED_REFUSALS: usize = 4096;
+
+/// A connection from a JVM whose attach runs waits for it at most this long.
+const WAIT_FOR_ATTACH: Duration = Duration::from_secs(30);
+/// Connections waiting so at most.
+const MAX_WAITING: usize = 64;
+
+enum Admit {
+    Yes(u32),
+    Wait,
+    No(u32, u64, String),
+}
 
 pub(super) struct AgentConn {
     pub(super) s: UnixStream,
@@ -84,21 +96,22 @@ fn peer_pid(s: &UnixStream) -> Option<u32> {
 }
 
 impl Worker {
-    /// Accepts pending connections; keeps those of JVMs we attached to.
+    /// Accepts pending connections; keeps those of JVMs we attached to. A connection from
+    /// a JVM whose attach still runs waits (unread) for its outcome.
     pub(super) fn accept(&mut self) {
-        let mut new = Vec::new();
+        let mut new: Vec<(UnixStream, Instant)> = std::mem::take(&mut self.waiting);
         for l in self.listeners.values() {
             // bounded per turn: a flood of connections cannot hold the worker here
             for _ in 0..256 {
                 match l.l.accept() {
-                    Ok((s, _)) => new.push(s),
+                    Ok((s, _)) => new.push((s, Instant::now())),
                     Err(_) => break,
                 }
             }
         }
-        for s in new {
+        for (s, since) in new {
             match self.admit(&s) {
-                Ok(pid) => {
+                Admit::Yes(pid) => {
                     if s.set_nonblocking(true).is_ok() {
                         self.agents.push(AgentConn {
                             s,
@@ -107,49 +120,67 @@ impl Worker {
                         });
                     }
                 }
-                Err((pid, start, why)) => self.refusals.refuse(pid, start, &why),
+                Admit::Wait
+                    if since.elapsed() < WAIT_FOR_ATTACH && self.waiting.len() < MAX_WAITING =>
+                {
+                    self.waiting.push((s, since));
+                }
+                Admit::Wait => {
+                    let pid = peer_pid(&s).unwrap_or(0);
+                    self.refusals
+                        .refuse(pid, 0, "its attach did not finish in time");
+                }
+                Admit::No(pid, start, why) => self.refusals.refuse(pid, start, &why),
             }
         }
     }
 
-    /// The pid of an acceptable peer, or (pid, start time, why not).
-    fn admit(&self, s: &UnixStream) -> Result<u32, (u32, u64, String)> {
+    /// Whether the peer may speak: a JVM we loaded the agent into (or found it loaded in),
+    /// the same process as then.
+    fn admit(&mut self, s: &UnixStream) -> Admit {
         let Some(pid) = peer_pid(s) else {
-            return Err((0, 0, "the kernel gives no pid for it".into()));
+            return Admit::No(0, 0, "the kernel gives no pid for it".into());
         };
         let start = super::start_time(&self.proc_root, pid).unwrap_or(0);
+        if !self.jvms.contains_key(&pid) {
+            // e.g. an agent another daemon loaded, before our own look at its JVM
+            self.consider(pid);
+        }
         let Some(j) = self.jvms.get(&pid) else {
-            return Err((pid, start, "not a JVM this daemon attached to".into()));
+            return Admit::No(pid, start, "not a JVM this daemon attached to".into());
         };
         if j.start != start {
-            return Err((
+            return Admit::No(
                 pid,
                 start,
                 "its pid belonged to another process when the daemon attached".into(),
-            ));
+            );
         }
-        if !j.loaded && j.state != JvmState::Attaching {
-            return Err((
+        if !j.loaded {
+            if j.state == JvmState::Attaching {
+                return Admit::Wait;
+            }
+            return Admit::No(
                 pid,
                 start,
                 "a JVM this daemon did not load the agent into".into(),
-            ));
+            );
         }
         if self.agents.iter().filter(|a| a.pid == pid).count() >= MAX_CONNS_PER_JVM {
-            return Err((
+            return Admit::No(
                 pid,
                 start,
                 format!("more than {MAX_CONNS_PER_JVM} connections from one JVM"),
-            ));
+            );
         }
         if self.agents.len() >= MAX_AGENTS {
-            return Err((
+            return Admit::No(
                 pid,
                 start,
                 format!("more than {MAX_AGENTS} agent connections"),
-            ));
+            );
         }
-        Ok(pid)
+        Admit::Yes(pid)
     }
 
     /// Reads what the agents sent (bounded per agent), settles hellos; returns the records.

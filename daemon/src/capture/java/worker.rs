@@ -104,6 +104,8 @@ pub(super) struct Worker {
     pub(super) agents: Vec<AgentConn>,
     pub(super) jvms: HashMap<u32, Jvm>,
     pub(super) refusals: Refusals,
+    /// connections from JVMs whose attach runs (see `peers`)
+    pub(super) waiting: Vec<(UnixStream, Instant)>,
     queued: VecDeque<Queued>,
     attaching: usize,
     results: (mpsc::Sender<AttachResult>, mpsc::Receiver<AttachResult>),
@@ -120,6 +122,7 @@ impl Worker {
             agents: Vec::new(),
             jvms: HashMap::new(),
             refusals: Refusals::default(),
+            waiting: Vec::new(),
             queued: VecDeque::new(),
             attaching: 0,
             results: mpsc::channel(),
@@ -155,12 +158,16 @@ impl Worker {
                 }
             }
             Cmd::Exited(pid) => self.exited(pid),
-            Cmd::Sync(n) => self.shared.synced.store(n, Ordering::Release),
+            Cmd::Sync(n) => {
+                // the JVMs looked at before it count as unsettled from now on
+                self.publish();
+                self.shared.synced.store(n, Ordering::Release);
+            }
         }
     }
 
     /// Looks at `pid` once: when it is a JVM not seen before, starts attaching.
-    fn consider(&mut self, pid: u32) {
+    pub(super) fn consider(&mut self, pid: u32) {
         if pid == self.me {
             return;
         }
