@@ -595,11 +595,10 @@ impl Capture {
         let mut out: Vec<ProbeStatus> = Vec::new();
         if let Some(root) = libs::root_id(&self.cfg.proc_root, Some(pid))
             && self.scanned_roots.insert(root)
+            && let Ok(base) = safefs::Root::of_pid(&self.cfg.proc_root, pid)
         {
-            if let Ok(base) = safefs::Root::of_pid(&self.cfg.proc_root, pid) {
-                for l in libs::scan_dirs_under(&base) {
-                    out.extend(self.attach_lib(&l));
-                }
+            for l in libs::scan_dirs_under(&base) {
+                out.extend(self.attach_lib(&l));
             }
         }
         // the executable first: it is also looked at for Go's crypto/tls

@@ -338,7 +338,7 @@ fn walk_nofollow(root: RawFd, rel: &str, flags: i32) -> io::Result<OwnedFd> {
         .split('/')
         .filter(|p| !p.is_empty() && *p != ".")
         .collect();
-    if parts.iter().any(|p| *p == "..") {
+    if parts.contains(&"..") {
         return Err(io::Error::from_raw_os_error(libc::EXDEV));
     }
     let Some((last, dirs)) = parts.split_last() else {

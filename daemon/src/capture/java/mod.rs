@@ -28,7 +28,7 @@ mod worker;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -164,11 +164,8 @@ impl JavaHandle {
     /// Records the agents sent since the last call. Never waits.
     pub fn poll(&mut self, out: &mut Vec<JavaRecord>) {
         out.append(&mut self.backlog);
-        loop {
-            match self.records.try_recv() {
-                Ok(mut b) => out.append(&mut b),
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-            }
+        while let Ok(mut b) = self.records.try_recv() {
+            out.append(&mut b);
         }
     }
 
