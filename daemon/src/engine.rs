@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::attribution::Processes;
 use crate::attribution::docker::{DockerConfig, DockerNames};
-use crate::capture::java::{JavaCapture, JavaRecord};
+use crate::capture::java::{JavaHandle, JavaRecord};
 use crate::capture::{Capture, CaptureConfig, CaptureError, Record};
 use crate::events::{Dropped, Event, ProbeStatus, Timestamp};
 use crate::http::BodyLimits;
@@ -49,6 +49,9 @@ struct Running {
 /// Starts and stops the capture; safe to share between threads.
 pub struct Engine {
     cfg: EngineConfig,
+    /// held by `start` and `stop` (one at a time) for their whole run; `running` only for
+    /// a moment, so `is_running` and `probes` answer while probes attach
+    transition: Mutex<()>,
     running: Mutex<Option<Running>>,
     /// probe list, updated as libraries of new processes are attached
     probes: Arc<Mutex<Vec<ProbeStatus>>>,
@@ -70,6 +73,7 @@ impl Engine {
     pub fn new(cfg: EngineConfig) -> Self {
         Engine {
             cfg,
+            transition: Mutex::new(()),
             running: Mutex::new(None),
             probes: Arc::default(),
             snapshot: Arc::default(),
@@ -95,8 +99,8 @@ impl Engine {
 
     /// Loads and attaches everything, then streams events into `sink` until `stop`.
     pub fn start(&self, sink: Sink) -> Result<Vec<ProbeStatus>, CaptureError> {
-        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        if running.is_some() {
+        let _one = self.transition.lock().unwrap_or_else(|e| e.into_inner());
+        if self.is_running() {
             return Ok(self.probes());
         }
         let (tx, rx) = mpsc::sync_channel(1);
@@ -115,14 +119,17 @@ impl Engine {
                     }
                 };
                 // every running JVM gets the Java agent, and has its status, before the
-                // capture is announced
-                let mut java = JavaCapture::new(cap.proc_root());
-                java.start_all(
-                    &crate::capture::libs::pids(cap.proc_root()),
-                    Duration::from_secs(10),
-                );
+                // capture is announced (the work runs on the Java worker thread; this waits
+                // a bounded time for the outcome)
+                let mut java = JavaHandle::start(cap.proc_root());
                 let mut all = cap.probes().to_vec();
-                all.extend(java.take_statuses());
+                if let Some(java) = java.as_mut() {
+                    java.start_all(
+                        &crate::capture::libs::pids(cap.proc_root()),
+                        Duration::from_secs(10),
+                    );
+                    all.extend(java.take_statuses());
+                }
                 if let Ok(mut p) = probes.lock() {
                     *p = all.clone();
                 }
@@ -138,7 +145,8 @@ impl Engine {
             .map_err(|e| CaptureError::Load(format!("cannot start the capture thread: {e}")))?;
         match rx.recv() {
             Ok(Ok(p)) => {
-                *running = Some(Running { stop, thread });
+                *self.running.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(Running { stop, thread });
                 tracing::info!(probes = p.len(), "probes attached");
                 Ok(p)
             }
@@ -157,6 +165,7 @@ impl Engine {
 
     /// Detaches and unloads everything; returns when no program of ours is left.
     pub fn stop(&self) {
+        let _one = self.transition.lock().unwrap_or_else(|e| e.into_inner());
         let r = self
             .running
             .lock()
@@ -182,7 +191,7 @@ impl Drop for Engine {
 #[allow(clippy::too_many_arguments)]
 fn run(
     mut cap: Capture,
-    mut java: JavaCapture,
+    mut java: Option<JavaHandle>,
     existing: Vec<(u32, i32, crate::capture::procnet::TcpEntry, bool)>,
     cfg: EngineConfig,
     mut sink: Sink,
@@ -225,7 +234,9 @@ fn run(
     while !stop.load(Ordering::Relaxed) {
         // read before the ring buffer: every kernel record of what a Java message
         // describes (the connect, the handshake) is then handled before the message
-        java.poll(&mut java_records);
+        if let Some(j) = java.as_mut() {
+            j.poll(&mut java_records);
+        }
         // Data records below the wake-up threshold wake nobody, so the reader polls on a
         // short timeout while traffic flows; after a second without any record it waits
         // longer (connects, accepts and execs still wake it at once), so an idle capture
@@ -267,8 +278,10 @@ fn run(
                                 .push(pid);
                         }
                     }
-                    if let Record::Exit { pid, .. } = rec {
-                        java.exited(pid);
+                    if let Record::Exit { pid, .. } = rec
+                        && let Some(j) = java.as_mut()
+                    {
+                        j.exited(pid);
                     }
                     tracker.handle(rec, &wall, &mut Ctl(&mut cap));
                 }
@@ -315,9 +328,13 @@ fn run(
         let now = Instant::now();
         tracker.java_tick(now, Timestamp::now());
         for pid in take_due(&mut java_checks, now) {
-            java.consider(pid);
+            if let Some(j) = java.as_mut() {
+                j.consider(pid);
+            }
         }
-        add_probes(&probes, java.take_statuses());
+        if let Some(j) = java.as_mut() {
+            add_probes(&probes, j.take_statuses());
+        }
         for pid in take_due(&mut scans, now) {
             add_probes(&probes, cap.attach_libs_of(pid));
         }

@@ -7,8 +7,10 @@ pub mod btf;
 pub mod golang;
 pub mod java;
 pub mod libs;
+pub mod preadref;
 pub mod procnet;
 pub mod record;
+pub mod safefs;
 pub mod sweep;
 
 use aya::{
@@ -463,8 +465,9 @@ impl Capture {
         }
         // Held open while attaching, and attached through /proc/self/fd: a path under
         // /proc/PID/root/ is gone as soon as a short-lived container process exits,
-        // while the probes attach to the file itself and outlive it.
-        let file = match std::fs::File::open(&lib.open_path) {
+        // while the probes attach to the file itself and outlive it. Read with bounded
+        // preads (never mapped: its owner may truncate it meanwhile).
+        let file = match lib.open() {
             Ok(f) => f,
             Err(e) => {
                 tracing::debug!(library = %lib.shown_path, error = %e, "cannot open: not probed");
@@ -472,17 +475,14 @@ impl Capture {
             }
         };
         self.attached_libs.insert((lib.dev, lib.ino));
-        let fd_path = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+        let fd_path = PathBuf::from(format!("/proc/self/fd/{}", file.file.as_raw_fd()));
         let names: Vec<&str> = TLS_APIS
             .iter()
             .flat_map(|a| a.entries.iter().map(|(_, s)| *s))
             .collect();
-        let offsets = match libs::symbol_offsets(&fd_path, &names) {
+        let offsets = match libs::symbol_offsets_in(&file.file, file.size, &names) {
             Ok(o) => o,
-            Err(e) => {
-                tracing::debug!(library = %lib.shown_path, error = %e, "not probed");
-                return Vec::new();
-            }
+            Err(e) => return self.unreadable(lib, &e),
         };
         let mut out = Vec::new();
         for api in TLS_APIS {
@@ -500,6 +500,41 @@ impl Capture {
             tracing::debug!(library = %lib.shown_path, "no TLS API the probes know");
         }
         out
+    }
+
+    /// A library whose symbols could not be read (truncated while read, tables over the
+    /// budget, not ELF): reported when its name says it is a TLS library, else only logged.
+    fn unreadable(&mut self, lib: &libs::LibFile, why: &str) -> Vec<ProbeStatus> {
+        let name = lib.shown_path.rsplit('/').next().unwrap_or_default();
+        if !libs::is_tls_library_name(name) {
+            tracing::debug!(library = %lib.shown_path, error = %why, "not probed");
+            return Vec::new();
+        }
+        let status = format!("failed: cannot read its symbols: {why}");
+        let shown = self.shown(lib);
+        tracing::warn!(library = %shown, %status, "TLS library not probed");
+        let st = ProbeStatus {
+            library: if name.starts_with("libgnutls") {
+                "gnutls"
+            } else {
+                "openssl"
+            }
+            .into(),
+            path: shown,
+            status,
+        };
+        self.probes.push(st.clone());
+        vec![st]
+    }
+
+    /// How a library is named in statuses: its path, and how it was reached when that is
+    /// another root.
+    fn shown(&self, lib: &libs::LibFile) -> String {
+        if lib.open_path.starts_with(&self.cfg.proc_root) {
+            format!("{} (via {})", lib.shown_path, lib.open_path.display())
+        } else {
+            lib.shown_path.clone()
+        }
     }
 
     fn attach_api(
@@ -547,11 +582,7 @@ impl Capture {
                 missing.join(", ")
             ),
         };
-        let shown = if lib.open_path.starts_with(&self.cfg.proc_root) {
-            format!("{} (via {})", lib.shown_path, lib.open_path.display())
-        } else {
-            lib.shown_path.clone()
-        };
+        let shown = self.shown(lib);
         if status.starts_with("failed") {
             tracing::warn!(library = %shown, %status, "TLS library not probed");
         } else {
@@ -576,8 +607,8 @@ impl Capture {
         let mut out: Vec<ProbeStatus> = Vec::new();
         if let Some(root) = libs::root_id(&self.cfg.proc_root, Some(pid))
             && self.scanned_roots.insert(root)
+            && let Ok(base) = safefs::Root::of_pid(&self.cfg.proc_root, pid)
         {
-            let base = self.cfg.proc_root.join(pid.to_string()).join("root");
             for l in libs::scan_dirs_under(&base) {
                 out.extend(self.attach_lib(&l));
             }

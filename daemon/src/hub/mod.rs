@@ -6,7 +6,9 @@
 //! `system.dropped {reason: "slow-client"}`) and never slows capture or other clients.
 //!
 //! Probes are attached when the first client subscribes and detached `grace` after the last
-//! one leaves, unless another subscribes in between.
+//! one leaves, unless another subscribes in between. No lock is held while the engine
+//! attaches or detaches (an attach may wait seconds for JVMs): health and status answer
+//! meanwhile, and other subscribers wait on a condition variable for the outcome.
 mod queue;
 mod stats;
 
@@ -286,6 +288,8 @@ struct Life {
     attach_error: Option<String>,
     detach_at: Option<Instant>,
     shut_down: bool,
+    /// an attach or a detach is running (without the lock); others wait on `Inner::idle`
+    busy: bool,
 }
 
 struct Inner {
@@ -294,6 +298,8 @@ struct Inner {
     fanout: Arc<Fanout>,
     life: Mutex<Life>,
     wake: Condvar,
+    /// signalled when `Life::busy` ends
+    idle: Condvar,
     started: Instant,
     hostname: String,
     kernel: String,
@@ -302,6 +308,26 @@ struct Inner {
 impl Inner {
     fn life(&self) -> MutexGuard<'_, Life> {
         self.life.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits (the lock released meanwhile) until no attach or detach runs.
+    fn wait_idle<'a>(&'a self, mut life: MutexGuard<'a, Life>) -> MutexGuard<'a, Life> {
+        while life.busy {
+            life = self.idle.wait(life).unwrap_or_else(|p| p.into_inner());
+        }
+        life
+    }
+
+    /// Detaches with the lock released (`busy` meanwhile); returns it re-taken.
+    fn detach_unlocked<'a>(&'a self, mut life: MutexGuard<'a, Life>) -> MutexGuard<'a, Life> {
+        life.attached = false;
+        life.busy = true;
+        drop(life);
+        self.control.detach();
+        let mut life = self.life();
+        life.busy = false;
+        self.idle.notify_all();
+        life
     }
 
     /// Takes the engine's current probe list, while attached, if it keeps one.
@@ -369,6 +395,7 @@ impl Hub {
             fanout: Arc::default(),
             life: Mutex::default(),
             wake: Condvar::new(),
+            idle: Condvar::new(),
             started: Instant::now(),
             hostname,
             kernel,
@@ -410,8 +437,17 @@ impl Hub {
             }
             life.clients += 1;
             life.detach_at = None;
-            if !life.attached {
-                match inner.control.attach(self.publisher()) {
+            // another client's attach, or a detach, runs: its outcome first
+            life = inner.wait_idle(life);
+            if !life.attached && !life.shut_down {
+                // attached without the lock: status and health answer meanwhile
+                life.busy = true;
+                drop(life);
+                let r = inner.control.attach(self.publisher());
+                life = inner.life();
+                life.busy = false;
+                inner.idle.notify_all();
+                match r {
                     Ok(probes) => {
                         tracing::info!(probes = probes.len(), "probes attached");
                         life.attached = true;
@@ -428,6 +464,11 @@ impl Hub {
                         life.attach_error = Some(e);
                     }
                 }
+            }
+            if life.shut_down {
+                // shutdown came during the attach: it detaches (it waited for us)
+                life.clients = life.clients.saturating_sub(1);
+                return Err("the daemon is stopping".into());
             }
             inner.refresh_probes(&mut life);
             (
@@ -509,9 +550,10 @@ impl Hub {
         for q in list {
             q.close_with(last.clone());
         }
+        // an attach running now finishes first, then is undone here
+        life = inner.wait_idle(life);
         if life.attached {
-            life.attached = false;
-            inner.control.detach();
+            life = inner.detach_unlocked(life);
             tracing::info!("probes detached ({reason})");
         }
         drop(life);
@@ -654,12 +696,11 @@ fn housekeeping(weak: Weak<Inner>) {
         }
         if life.detach_at.is_some_and(|at| now >= at) {
             life.detach_at = None;
-            if life.clients == 0 && life.attached {
-                life.attached = false;
+            if life.clients == 0 && life.attached && !life.busy {
                 for p in &mut life.probes {
                     p.status = "detached".into();
                 }
-                inner.control.detach();
+                life = inner.detach_unlocked(life);
                 tracing::info!("probes detached (no client)");
             }
         }

@@ -12,11 +12,19 @@ struct Double {
     snapshot: Vec<Event>,
     /// what `probes()` reports after attach, if set
     later_probes: Mutex<Option<Vec<ProbeStatus>>>,
+    /// while set, `attach` waits until it is cleared (an engine busy with JVMs)
+    hold: Mutex<bool>,
+    held: Condvar,
 }
 
 impl ProbeControl for Double {
     fn attach(&self, sink: Publisher) -> Result<Vec<ProbeStatus>, String> {
         self.attaches.fetch_add(1, SeqCst);
+        let mut hold = self.hold.lock().unwrap();
+        while *hold {
+            hold = self.held.wait(hold).unwrap();
+        }
+        drop(hold);
         if let Some(e) = self.fail.lock().unwrap().clone() {
             return Err(e);
         }
@@ -50,6 +58,10 @@ impl Double {
     }
     fn counts(&self) -> (usize, usize) {
         (self.attaches.load(SeqCst), self.detaches.load(SeqCst))
+    }
+    fn release(&self) {
+        *self.hold.lock().unwrap() = false;
+        self.held.notify_all();
     }
 }
 
@@ -429,4 +441,62 @@ fn publish_all_delivers_in_order_and_counts_drops() {
         ]
     );
     assert_eq!(hub.status().drops_by_reason.slow_client_events, 4);
+}
+
+/// An attach that takes long (JVMs to attach to) holds no lock: status answers meanwhile; a
+/// second client waits for the same attach (one attach in all); shutting down during it
+/// detaches once it is done.
+#[test]
+fn slow_attach_holds_no_lock() {
+    let (d, hub) = hub_with(
+        Double {
+            hold: Mutex::new(true),
+            ..Double::default()
+        },
+        60_000,
+        16,
+    );
+    let h1 = hub.clone();
+    let first = std::thread::spawn(move || h1.subscribe(None).map(|_| ()));
+    eventually("the attach started", || d.counts() == (1, 0));
+    let t = Instant::now();
+    let st = hub.status();
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    assert!(!st.attached);
+    assert_eq!(st.clients, 1);
+    let h2 = hub.clone();
+    let second = std::thread::spawn(move || h2.subscribe(None).map(|s| s.attach_error().is_none()));
+    eventually("the second client counted", || hub.clients() == 2);
+    assert!(
+        !second.is_finished(),
+        "the second client waits for the attach"
+    );
+    d.release();
+    assert!(first.join().unwrap().is_ok());
+    assert_eq!(second.join().unwrap(), Ok(true));
+    assert_eq!(d.counts(), (1, 0), "one attach for both");
+
+    // shutdown while an attach runs: it waits for it, then detaches
+    let (d, hub) = hub_with(
+        Double {
+            hold: Mutex::new(true),
+            ..Double::default()
+        },
+        60_000,
+        16,
+    );
+    let h1 = hub.clone();
+    let sub = std::thread::spawn(move || h1.subscribe(None).map(|_| ()));
+    eventually("the attach started", || d.counts() == (1, 0));
+    let h2 = hub.clone();
+    let stop = std::thread::spawn(move || h2.shutdown("stopping"));
+    eventually("shutdown began", || {
+        hub.inner.fanout.clients.read().unwrap().closed
+    });
+    assert!(hub.status().clients <= 1);
+    d.release();
+    stop.join().unwrap();
+    assert!(sub.join().unwrap().is_err(), "the daemon stopped meanwhile");
+    assert_eq!(d.counts(), (1, 1));
+    assert_eq!(hub.clients(), 0);
 }

@@ -8,7 +8,7 @@
 //! connection of the process to that port not tied to another engine; a server engine the
 //! ingress connection from that client port. Without a match the engine gets a connection
 //! of its own with what the agent knows.
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -19,18 +19,86 @@ use crate::events::{Direction, Timestamp};
 
 /// How long a connection the kernel saw closed waits for the agent's last plaintext.
 const CLOSE_GRACE: Duration = Duration::from_millis(1500);
+/// Engines and sockets (agent stream ids) one JVM may have known at once. Past it, a new
+/// id takes the place of one no connection uses yet (announced, no bytes); when every one
+/// carries a connection, the new id's messages are dropped and counted
+/// (`system.dropped`, reason `java-stream-limit`).
+pub const MAX_STREAMS_PER_JVM: usize = 4096;
 
 #[derive(Default)]
 pub(super) struct JavaState {
     meta: HashMap<(u32, u64), JavaOpen>,
     keys: HashMap<(u32, u64), ConnKey>,
     deferred: Vec<(Instant, ConnKey, (u64, u64))>,
+    /// the ids each JVM has now (in `meta` or `keys`)
+    ids: HashMap<u32, HashSet<u64>>,
+    /// (messages, bytes) dropped at the limit, not reported yet
+    dropped: (u64, u64),
+    /// JVMs whose reaching the limit was logged
+    warned: HashSet<u32>,
 }
 
 impl Tracker {
     /// The agent describes an engine or socket (before its first bytes).
     pub fn java_open(&mut self, pid: u32, open: JavaOpen) {
+        if !self.java_admit(pid, open.id) {
+            self.java.dropped.0 += 1;
+            return;
+        }
         self.java.meta.insert((pid, open.id), open);
+    }
+
+    /// Whether `(pid, id)` may be known; makes room at the limit when it can.
+    fn java_admit(&mut self, pid: u32, id: u64) -> bool {
+        let j = &mut self.java;
+        let ids = j.ids.entry(pid).or_default();
+        if ids.contains(&id) {
+            return true;
+        }
+        if ids.len() >= MAX_STREAMS_PER_JVM {
+            let spare = ids
+                .iter()
+                .copied()
+                .find(|i| !j.keys.contains_key(&(pid, *i)));
+            match spare {
+                Some(old) => {
+                    ids.remove(&old);
+                    j.meta.remove(&(pid, old));
+                }
+                None => {
+                    if j.warned.insert(pid) {
+                        tracing::warn!(
+                            pid,
+                            limit = MAX_STREAMS_PER_JVM,
+                            "a JVM's agent reports more TLS engines and sockets with traffic than the limit: the new ones are dropped"
+                        );
+                    }
+                    return false;
+                }
+            }
+        }
+        ids.insert(id);
+        true
+    }
+
+    /// A connection carrying a Java stream closed: the id is forgotten.
+    pub(super) fn java_forget(&mut self, pid: u32, id: u64) {
+        let j = &mut self.java;
+        j.meta.remove(&(pid, id));
+        j.keys.remove(&(pid, id));
+        if let Some(ids) = j.ids.get_mut(&pid) {
+            ids.remove(&id);
+        }
+    }
+
+    /// A `system.dropped` for what the stream limit cut, if anything.
+    pub(super) fn java_dropped(&mut self) -> Option<crate::events::Dropped> {
+        let (events, bytes) = std::mem::take(&mut self.java.dropped);
+        (events > 0).then(|| crate::events::Dropped {
+            events,
+            bytes,
+            reason: "java-stream-limit".into(),
+        })
     }
 
     /// Plaintext of one engine or socket.
@@ -45,8 +113,14 @@ impl Tracker {
         ts: Timestamp,
         k: &mut dyn KernelControl,
     ) {
-        let key = match self.java.keys.get(&(pid, id)) {
-            Some(key) if self.conns.contains_key(key) => *key,
+        let known = self.java.keys.get(&(pid, id)).copied();
+        let key = match known {
+            Some(key) if self.conns.contains_key(&key) => key,
+            _ if !self.java_admit(pid, id) => {
+                self.java.dropped.0 += 1;
+                self.java.dropped.1 += bytes.len() as u64;
+                return;
+            }
             _ => {
                 let key = self.java_link(pid, id, ts);
                 self.java.keys.insert((pid, id), key);
@@ -164,5 +238,7 @@ impl Tracker {
     pub(super) fn java_exit(&mut self, pid: u32) {
         self.java.meta.retain(|(p, _), _| *p != pid);
         self.java.keys.retain(|(p, _), _| *p != pid);
+        self.java.ids.remove(&pid);
+        self.java.warned.remove(&pid);
     }
 }

@@ -131,6 +131,9 @@ impl Tracker {
             self.out.push(d);
         }
         self.compact();
+        if let Some(d) = self.java_dropped() {
+            self.out.push(Event::Dropped(d));
+        }
         std::mem::take(&mut self.out)
     }
 
@@ -580,6 +583,9 @@ impl Tracker {
             return;
         };
         self.account_gone(&c);
+        if let Some(id) = c.java {
+            self.java_forget(c.pid, id);
+        }
         self.out.push(Event::ConnectionClosed(ConnectionClosed {
             connection_id: c.id,
             bytes_sent: c.bytes_sent,
@@ -597,6 +603,9 @@ impl Tracker {
         }
         self.ssl_to_fd.retain(|_, v| *v != key);
         self.account_gone(&c);
+        if let Some(id) = c.java {
+            self.java_forget(c.pid, id);
+        }
         Some(c)
     }
 

@@ -203,3 +203,45 @@ fn engine_without_a_known_socket_is_a_connection_of_its_own() {
     assert_eq!(txs[0].transaction.network.remote, "10.1.2.3:5555");
     assert!(k.calls.is_empty(), "no socket to mute: {:?}", k.calls);
 }
+
+#[test]
+fn stream_ids_per_jvm_are_bounded_and_forgotten_with_their_connection() {
+    use super::java::MAX_STREAMS_PER_JVM;
+    let me = std::process::id();
+    let mut t = tracker();
+    let mut k = FakeKernel::default();
+    // announced ids without bytes make room for new ones
+    for id in 0..(MAX_STREAMS_PER_JVM as u64 + 100) {
+        t.java_open(me, engine(id, false, "10.1.2.3:5555"));
+    }
+    assert!(t.java_dropped().is_none());
+    // ids with a connection each fill the JVM's share ...
+    for id in 0..MAX_STREAMS_PER_JVM as u64 {
+        t.java_data(me, 10_000 + id, Dir::Recv, 0, b"x", wall(1), &mut k);
+    }
+    assert_eq!(t.open_connections(), MAX_STREAMS_PER_JVM);
+    // ... past which a new id is dropped and counted, not a new connection
+    t.java_open(me, engine(99_999, false, "10.1.2.3:5555"));
+    t.java_data(me, 99_999, Dir::Recv, 0, REQ, wall(2), &mut k);
+    assert_eq!(t.open_connections(), MAX_STREAMS_PER_JVM);
+    let evs = t.drain();
+    let dropped: Vec<_> = evs
+        .iter()
+        .filter_map(|e| match e {
+            Event::Dropped(d) => Some(d),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(dropped.len(), 1, "{dropped:?}");
+    assert_eq!(dropped[0].reason, "java-stream-limit");
+    assert_eq!((dropped[0].events, dropped[0].bytes), (2, REQ.len() as u64));
+    // another JVM has its own share
+    t.java_data(me + 1, 1, Dir::Recv, 0, b"x", wall(3), &mut k);
+    assert_eq!(t.open_connections(), MAX_STREAMS_PER_JVM + 1);
+    // connections that close give their ids back
+    t.close_all(wall(4));
+    assert_eq!(t.open_connections(), 0);
+    t.java_data(me, 99_999, Dir::Recv, 0, REQ, wall(5), &mut k);
+    assert_eq!(t.open_connections(), 1);
+    assert!(t.java_dropped().is_none());
+}

@@ -55,6 +55,33 @@ impl Trace {
         t
     }
 
+    /// [`Trace::start`] with the daemon's log (stderr) written to `log`; `cmd` is the qtap
+    /// binary's command, arguments after `trace` unset.
+    pub fn start_with_log(cmd: &mut Command, log: &Path) -> Trace {
+        require_root();
+        let err = std::fs::File::create(log).expect("log file");
+        let mut child = cmd
+            .arg("trace")
+            .stdout(Stdio::piped())
+            .stderr(err)
+            .spawn()
+            .expect("start qtap trace");
+        let out = child.stdout.take().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let l2 = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    l2.lock().unwrap().push(v);
+                }
+            }
+        });
+        let t = Trace { child, lines };
+        t.wait_for("system.connected", Duration::from_secs(20), |_| true);
+        t
+    }
+
     pub fn wait_for(&self, topic: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
         let end = Instant::now() + timeout;
         loop {

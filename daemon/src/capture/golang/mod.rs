@@ -13,9 +13,12 @@ pub mod pclntab;
 #[cfg(test)]
 mod tests;
 
-use object::{Object, ObjectSection, ObjectSymbol};
+use object::{Object, ObjectSection, ObjectSymbol, ReadRef};
+use std::os::fd::AsRawFd;
 use std::path::Path;
 
+use super::preadref::{DEFAULT_BUDGET, PreadRef};
+use super::safefs::ReadFile;
 use super::{Capture, error_chain, libs};
 use crate::events::ProbeStatus;
 use aya::programs::{UProbe, uprobe::UProbeScope};
@@ -65,25 +68,23 @@ pub enum Inspection {
 /// Reads `len` bytes of the file at `offset`.
 type ReadCode<'a> = &'a dyn Fn(u64, usize) -> Option<Vec<u8>>;
 
-/// Inspects the executable at `path`.
-///
-/// Headers and tables are read through a private mapping, machine code with `pread`:
-/// the kernel writes its uprobe breakpoints (`int3`) into every mapping of a probed
-/// file that may become executable, ours included, so code read through a mapping
-/// shows the breakpoints of probes already attached (by this daemon or another tool).
-pub fn inspect_file(path: &Path) -> Inspection {
-    use std::os::unix::fs::FileExt;
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(_) => return Inspection::NotGo,
+/// Inspects an executable, opened with `safefs`: read with bounded `pread`s (see
+/// `preadref`), never mapped (its owner may truncate it meanwhile). Machine code is read
+/// with `pread` too: the kernel writes its uprobe breakpoints (`int3`) into every mapping of
+/// a probed file, so code read through a mapping would show the breakpoints of probes
+/// already attached (by this daemon or another tool).
+pub fn inspect_file(f: &ReadFile) -> Inspection {
+    let Ok(file) = f.file.try_clone() else {
+        return Inspection::NotGo;
     };
-    let read = |off: u64, len: usize| {
-        let mut buf = vec![0; len];
-        file.read_exact_at(&mut buf, off).ok().map(|()| buf)
-    };
-    match libs::Mmap::new(&file) {
-        Ok(map) => inspect_with(map.bytes(), &read),
-        Err(_) => Inspection::NotGo,
+    let data = PreadRef::new(file, f.size, DEFAULT_BUDGET);
+    let read = |off: u64, len: usize| data.read_exact_at(off, len);
+    let found = inspect_with(&data, &read);
+    match (data.error(), found) {
+        // could not even tell: nothing to say
+        (Some(_), r @ Inspection::NotGo) => r,
+        (Some(e), _) => Inspection::Unsupported(format!("cannot read the executable: {e}")),
+        (None, r) => r,
     }
 }
 
@@ -96,7 +97,7 @@ pub fn inspect(data: &[u8]) -> Inspection {
     inspect_with(data, &read)
 }
 
-fn inspect_with(data: &[u8], read_code: ReadCode<'_>) -> Inspection {
+fn inspect_with<'data, R: ReadRef<'data>>(data: R, read_code: ReadCode<'_>) -> Inspection {
     let Ok(obj) = object::File::parse(data) else {
         return Inspection::NotGo;
     };
@@ -170,7 +171,7 @@ type Found = (Vec<(&'static str, u64, u64)>, bool, Option<pclntab::Layout>);
 
 /// (name, address, size) of Read and Write, whether they came from the pclntab, and
 /// the pclntab layout when it was read.
-fn find_functions(obj: &object::File<'_>) -> Result<Found, String> {
+fn find_functions<'data, R: ReadRef<'data>>(obj: &object::File<'data, R>) -> Result<Found, String> {
     let names = NAMES;
     if obj.symbols().next().is_some() {
         let mut out = Vec::new();
@@ -235,8 +236,8 @@ fn find_functions(obj: &object::File<'_>) -> Result<Found, String> {
 }
 
 /// File offsets of a function's entry and (`with_rets`) of each of its `RET`s.
-fn probe_points(
-    obj: &object::File<'_>,
+fn probe_points<'data, R: ReadRef<'data>>(
+    obj: &object::File<'data, R>,
     read_code: ReadCode<'_>,
     addr: u64,
     size: u64,
@@ -290,7 +291,7 @@ pub fn ret_offsets(code: &[u8], addr: u64) -> Vec<u64> {
 
 /// The Go version a binary records: `.go.buildinfo` (inline string from Go 1.18,
 /// a pointer to a Go string before), else the `runtime.buildVersion` symbol.
-pub fn build_version(obj: &object::File<'_>) -> Option<String> {
+pub fn build_version<'data, R: ReadRef<'data>>(obj: &object::File<'data, R>) -> Option<String> {
     if let Some(sec) = obj.section_by_name(".go.buildinfo")
         && let Ok(d) = sec.data()
         && d.len() >= 32
@@ -316,7 +317,7 @@ pub fn build_version(obj: &object::File<'_>) -> Option<String> {
 }
 
 /// Reads the Go string header (pointer, length) at virtual address `at`.
-fn go_string_at(obj: &object::File<'_>, at: u64) -> Option<String> {
+fn go_string_at<'data, R: ReadRef<'data>>(obj: &object::File<'data, R>, at: u64) -> Option<String> {
     let hdr = read_at(obj, at, 16)?;
     let ptr = u64::from_le_bytes(hdr[..8].try_into().ok()?);
     let len = u64::from_le_bytes(hdr[8..].try_into().ok()?);
@@ -326,7 +327,7 @@ fn go_string_at(obj: &object::File<'_>, at: u64) -> Option<String> {
     String::from_utf8(read_at(obj, ptr, len)?.to_vec()).ok()
 }
 
-fn read_at<'d>(obj: &object::File<'d>, addr: u64, len: u64) -> Option<&'d [u8]> {
+fn read_at<'d, R: ReadRef<'d>>(obj: &object::File<'d, R>, addr: u64, len: u64) -> Option<&'d [u8]> {
     obj.sections()
         .find_map(|s| s.data_range(addr, len).ok().flatten())
 }
@@ -368,15 +369,16 @@ impl Capture {
     /// Attaches the Go TLS probes to an executable, when it is a Go program using
     /// crypto/tls. Returns its status (nothing for other executables).
     pub(super) fn attach_go(&mut self, exe: &libs::LibFile) -> Vec<ProbeStatus> {
-        let shown = if exe.open_path.starts_with(&self.cfg.proc_root) {
-            format!("{} (via {})", exe.shown_path, exe.open_path.display())
-        } else {
-            exe.shown_path.clone()
+        let shown = self.shown(exe);
+        let Ok(file) = exe.open() else {
+            return Vec::new();
         };
-        let status = match inspect_file(&exe.open_path) {
+        // attached through our descriptor: exactly the file inspected
+        let fd_path = std::path::PathBuf::from(format!("/proc/self/fd/{}", file.file.as_raw_fd()));
+        let status = match inspect_file(&file) {
             Inspection::NotGo | Inspection::NoTls => return Vec::new(),
             Inspection::Unsupported(why) => format!("failed: {why}"),
-            Inspection::Probe(t) => match self.attach_go_probes(&exe.open_path, &t) {
+            Inspection::Probe(t) => match self.attach_go_probes(&fd_path, &t) {
                 Ok(n) => format!(
                     "attached ({}{}; {n} probes)",
                     t.version.as_deref().unwrap_or("Go version unknown"),

@@ -11,12 +11,22 @@
 //!    JVM's with the raw `setresgid`/`setresuid` system calls (which, unlike libc's, change
 //!    the calling thread only; the thread ends right after).
 //! 3. the request `1\0load\0instrument\0false\0<jar>=<options>\0`; the reply is a status
-//!    line (`0`) and the agent's `return code: N`.
+//!    line (`0`) and the agent's `return code: N` (read up to [`MAX_REPLY`] bytes).
+//!
+//! The JVM's `/tmp` is its user's: it is held open (`safefs::Dir`, reached without following
+//! any symlink), the trigger file is created `O_EXCL | O_NOFOLLOW` in it (a file or link
+//! planted there is never followed, truncated or removed), and the socket is reached through
+//! that descriptor.
+use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
+
+use crate::capture::safefs;
+
+/// Bytes of an attach reply read at most (a real one is a few lines).
+pub const MAX_REPLY: u64 = 64 * 1024;
 
 /// Facts about a process that attaching needs, from `/proc/PID/status`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,8 +88,9 @@ pub fn parse_status(pid: u32, status: &str) -> Option<Target> {
 }
 
 pub fn target(proc_root: &Path, pid: u32) -> Result<Target, AttachError> {
-    let s = std::fs::read_to_string(proc_root.join(pid.to_string()).join("status"))
-        .map_err(|_| AttachError::Gone(pid))?;
+    let s =
+        crate::capture::libs::read_proc(&proc_root.join(pid.to_string()).join("status"), 64 * 1024)
+            .ok_or(AttachError::Gone(pid))?;
     parse_status(pid, &s).ok_or(AttachError::Gone(pid))
 }
 
@@ -120,31 +131,42 @@ pub fn parse_load_reply(reply: &str) -> Result<(), AttachError> {
     }
 }
 
-/// `/proc/PID/root/tmp`: the JVM's `/tmp`, in its mount namespace (a systemd
-/// `PrivateTmp=` or a container's).
-pub fn tmp_of(proc_root: &Path, pid: u32) -> PathBuf {
-    proc_root.join(pid.to_string()).join("root/tmp")
-}
-
-/// Makes the JVM open its attach socket (unless it is open already); returns its path as
-/// this daemon reaches it.
-pub fn open_socket(proc_root: &Path, t: &Target, wait: Duration) -> Result<PathBuf, AttachError> {
-    let tmp = tmp_of(proc_root, t.pid);
-    let sock = tmp.join(format!(".java_pid{}", t.nspid));
-    if is_socket(&sock) {
+/// Makes the JVM open its attach socket (unless it is open already); returns its name in
+/// `tmp` (the JVM's `/tmp`, held open).
+pub fn open_socket(tmp: &safefs::Dir, t: &Target, wait: Duration) -> Result<String, AttachError> {
+    let sock = format!(".java_pid{}", t.nspid);
+    if is_socket(tmp, &sock) {
         return Ok(sock);
     }
     if !t.catches_sigquit {
         return Err(AttachError::NoSigquit);
     }
-    let trigger = tmp.join(format!(".attach_pid{}", t.nspid));
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&trigger)
-        .map_err(|e| AttachError::Io(format!("cannot create {}: {e}", trigger.display())))?;
+    let trigger = format!(".attach_pid{}", t.nspid);
+    let made = match tmp.create(OsStr::new(&trigger), 0o600) {
+        Ok(_) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            // left by another tool (jcmd) or planted: used only when it is what the JVM
+            // itself accepts (a regular file of root's or of its user's), never followed
+            match tmp.stat_at(OsStr::new(&trigger)) {
+                Ok(Some(st))
+                    if st.st_mode & libc::S_IFMT == libc::S_IFREG
+                        && (st.st_uid == 0 || st.st_uid == t.euid) =>
+                {
+                    false
+                }
+                _ => {
+                    return Err(AttachError::Io(format!(
+                        "/tmp/{trigger} in the JVM's /tmp is a symbolic link or another user's file: refusing to use it (remove it)"
+                    )));
+                }
+            }
+        }
+        Err(e) => {
+            return Err(AttachError::Io(format!(
+                "cannot create /tmp/{trigger} in the JVM's /tmp: {e}"
+            )));
+        }
+    };
     // SAFETY: kill(2) with a pid and a signal number.
     let rc = unsafe { libc::kill(t.pid as i32, libc::SIGQUIT) };
     let result = if rc != 0 {
@@ -159,7 +181,7 @@ pub fn open_socket(proc_root: &Path, t: &Target, wait: Duration) -> Result<PathB
     } else {
         let end = Instant::now() + wait;
         loop {
-            if is_socket(&sock) {
+            if is_socket(tmp, &sock) {
                 break Ok(sock);
             }
             if Instant::now() > end {
@@ -168,86 +190,81 @@ pub fn open_socket(proc_root: &Path, t: &Target, wait: Duration) -> Result<PathB
             std::thread::sleep(Duration::from_millis(20));
         }
     };
-    let _ = std::fs::remove_file(&trigger);
+    if made {
+        let _ = tmp.unlink(OsStr::new(&trigger));
+    }
     result
 }
 
-fn is_socket(p: &Path) -> bool {
-    use std::os::unix::fs::FileTypeExt;
-    std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_socket())
+fn is_socket(tmp: &safefs::Dir, name: &str) -> bool {
+    tmp.stat_at(OsStr::new(name))
+        .ok()
+        .flatten()
+        .is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFSOCK)
 }
 
-/// Sends one command on the attach socket as the JVM's user; returns the whole reply.
+/// Sends one command on the attach socket `sock` (a name in `tmp`) as the JVM's user;
+/// returns the reply (at most [`MAX_REPLY`] bytes).
 pub fn command(
-    sock: &Path,
+    tmp: &safefs::Dir,
+    sock: &str,
     t: &Target,
     req: Vec<u8>,
     timeout: Duration,
 ) -> Result<String, AttachError> {
-    // The directory is opened as root; the thread reaches the socket through our own
+    // The directory is held open by root; the thread reaches the socket through our own
     // /proc/self/fd (always allowed to ourselves), whatever its credentials.
-    let dir = sock
-        .parent()
-        .ok_or_else(|| AttachError::Io("attach socket without a directory".into()))?;
-    let name = sock
-        .file_name()
-        .ok_or_else(|| AttachError::Io("attach socket without a name".into()))?
-        .to_owned();
-    let dirf = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
-        .open(dir)
-        .map_err(|e| AttachError::Io(format!("cannot open {}: {e}", dir.display())))?;
-    use std::os::fd::AsRawFd;
-    let mut via = PathBuf::from(format!("/proc/self/fd/{}", dirf.as_raw_fd()));
-    via.push(&name);
+    let via = tmp
+        .fd_path(OsStr::new(sock))
+        .map_err(|e| AttachError::Io(format!("attach socket {sock}: {e}")))?;
     if via.as_os_str().as_bytes().len() >= 108 {
         return Err(AttachError::Io("attach socket path too long".into()));
     }
     let (uid, gid) = (t.euid, t.egid);
-    let th = std::thread::Builder::new()
-        .name("qtap-attach".into())
-        .spawn(move || -> Result<String, AttachError> {
-            // SAFETY: raw credential system calls change this thread only; it ends below.
-            unsafe {
-                if libc::syscall(libc::SYS_setresgid, gid, gid, gid) != 0
-                    || libc::syscall(libc::SYS_setresuid, uid, uid, uid) != 0
-                {
-                    return Err(AttachError::Io(format!(
-                        "cannot switch to the JVM's uid {uid} gid {gid}: {} (the daemon needs CAP_SETUID and CAP_SETGID for other users' JVMs)",
-                        std::io::Error::last_os_error()
-                    )));
+    std::thread::scope(|scope| {
+        let th = std::thread::Builder::new()
+            .name("qtap-attach".into())
+            .spawn_scoped(scope, move || -> Result<String, AttachError> {
+                // SAFETY: raw credential system calls change this thread only; it ends below.
+                unsafe {
+                    if libc::syscall(libc::SYS_setresgid, gid, gid, gid) != 0
+                        || libc::syscall(libc::SYS_setresuid, uid, uid, uid) != 0
+                    {
+                        return Err(AttachError::Io(format!(
+                            "cannot switch to the JVM's uid {uid} gid {gid}: {} (the daemon needs CAP_SETUID and CAP_SETGID for other users' JVMs)",
+                            std::io::Error::last_os_error()
+                        )));
+                    }
                 }
-            }
-            let mut s = std::os::unix::net::UnixStream::connect(&via)
-                .map_err(|e| AttachError::Connect(e.to_string()))?;
-            s.set_read_timeout(Some(timeout)).ok();
-            s.set_write_timeout(Some(timeout)).ok();
-            s.write_all(&req)
-                .map_err(|e| AttachError::Connect(format!("sending the request: {e}")))?;
-            let mut out = Vec::new();
-            s.read_to_end(&mut out)
-                .map_err(|e| AttachError::Refused(format!("no complete reply: {e}")))?;
-            Ok(String::from_utf8_lossy(&out).into_owned())
-        })
-        .map_err(|e| AttachError::Io(format!("cannot start a thread: {e}")))?;
-    let r = th
-        .join()
-        .unwrap_or_else(|_| Err(AttachError::Io("attach thread panicked".into())));
-    drop(dirf);
-    r
+                let mut s = std::os::unix::net::UnixStream::connect(&via)
+                    .map_err(|e| AttachError::Connect(e.to_string()))?;
+                s.set_read_timeout(Some(timeout)).ok();
+                s.set_write_timeout(Some(timeout)).ok();
+                s.write_all(&req)
+                    .map_err(|e| AttachError::Connect(format!("sending the request: {e}")))?;
+                let mut out = Vec::new();
+                s.take(MAX_REPLY)
+                    .read_to_end(&mut out)
+                    .map_err(|e| AttachError::Refused(format!("no complete reply: {e}")))?;
+                Ok(String::from_utf8_lossy(&out).into_owned())
+            })
+            .map_err(|e| AttachError::Io(format!("cannot start a thread: {e}")))?;
+        th.join()
+            .unwrap_or_else(|_| Err(AttachError::Io("attach thread panicked".into())))
+    })
 }
 
 /// Loads the Java agent `jar` (a path as the JVM sees it) with `options`.
 pub fn load_agent(
-    proc_root: &Path,
+    tmp: &safefs::Dir,
     t: &Target,
     jar: &str,
     options: &str,
 ) -> Result<(), AttachError> {
-    let sock = open_socket(proc_root, t, Duration::from_secs(5))?;
+    let sock = open_socket(tmp, t, Duration::from_secs(5))?;
     let arg = format!("{jar}={options}");
     let reply = command(
+        tmp,
         &sock,
         t,
         request("load", ["instrument", "false", &arg]),

@@ -5,7 +5,7 @@
 //! (`daemon/java-agent`) and writes what they see to this daemon.
 //!
 //! The probe point is a unix stream socket the daemon binds in each JVM's own `/tmp`
-//! (`/tmp/.qtap-java/<daemon pid>.sock`, reached as `/proc/PID/root/tmp/...`, so it works
+//! (`/tmp/.qtap-java/<daemon pid>.sock`, reached through `/proc/PID/root`, so it works
 //! through containers' mount namespaces and systemd's `PrivateTmp=`), in a directory owned
 //! by root and writable by nobody else. Why a socket of ours rather than a file the kernel
 //! side copies: the agent learns at once when no daemon listens (it then goes quiet: the
@@ -14,16 +14,22 @@
 //! (`SO_PEERCRED`, a pid of our namespace even for a container's JVM), and nothing in the
 //! kernel programs changes. The agent cannot be unloaded; an agent loaded earlier (by a
 //! previous run) is recognised by its jar being open in the JVM and is not loaded twice.
+//!
+//! A JVM's `/tmp` belongs to its user (or to a container): every file there is opened with
+//! `safefs` (no symlink followed, created `O_EXCL`, modes set on descriptors). All of it —
+//! looking at a new JVM, its JDK's `release`, the attach, the agents' sockets — runs on a
+//! worker thread of its own ([`JavaHandle`]), behind bounded queues: whatever a JVM or its
+//! user does, the capture thread never waits for it. Only processes this daemon attached to
+//! may speak on the socket (see `peers`).
 pub mod attach;
+mod peers;
 pub mod proto;
+mod worker;
 
-use std::collections::{HashMap, HashSet};
-use std::io::Read;
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::capture::Dir;
@@ -35,10 +41,12 @@ static AGENT_JAR: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/qtap-java-ag
 
 /// The directory, in a JVM's `/tmp`, that holds the agent jar and the daemons' sockets.
 pub const DIR_NAME: &str = ".qtap-java";
-/// The first JDK without `jdk.internal.org.objectweb.asm` (removed for the ClassFile API).
-const FIRST_WITHOUT_ASM: u32 = 24;
-/// How long a freshly loaded agent has to connect back.
-const HELLO_WAIT: Duration = Duration::from_secs(4);
+/// Commands (processes to look at, exits) queued for the worker at most; more are dropped
+/// (counted and logged once): the capture thread never waits for the worker.
+const COMMAND_QUEUE: usize = 4096;
+/// Batches of agent records queued for the capture thread at most; while it is full the
+/// worker stops reading the agents (their own bounded queues then drop and count).
+const RECORD_QUEUE: usize = 16;
 
 /// What the agents report, for the connection tracker.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,73 +69,184 @@ pub enum JavaRecord {
     },
 }
 
-/// (pid, outcome of loading the agent), from an attach thread
-type AttachResult = (u32, Result<(), String>);
-
-struct Listener {
-    l: UnixListener,
-    path: PathBuf,
+enum Cmd {
+    Consider(Vec<u32>),
+    Exited(u32),
+    /// answered by setting `Shared::synced` to the number once the commands before it ran
+    Sync(u64),
 }
 
-struct AgentConn {
-    s: UnixStream,
-    pid: u32,
-    buf: Vec<u8>,
+/// What the worker tells the capture thread besides records.
+#[derive(Default)]
+struct Shared {
+    statuses: Mutex<Vec<ProbeStatus>>,
+    /// JVMs whose status is not known yet
+    unsettled: AtomicUsize,
+    synced: AtomicU64,
 }
 
-#[derive(Debug)]
-enum JvmState {
-    /// attach running in a thread
-    Attaching,
-    /// loaded (or found loaded); waiting for the agent's hello
-    Waiting { since: Instant, earlier: bool },
-    /// status reported
-    Done,
-}
-
-struct Jvm {
-    exe: String,
-    state: JvmState,
-}
-
-pub struct JavaCapture {
-    proc_root: PathBuf,
-    listeners: HashMap<(u64, u64), Listener>,
-    agents: Vec<AgentConn>,
-    jvms: HashMap<u32, Jvm>,
-    /// pids whose agent said hello, with the JVM's version
-    hello: HashMap<u32, String>,
-    results: (mpsc::Sender<AttachResult>, mpsc::Receiver<AttachResult>),
-    statuses: Vec<ProbeStatus>,
+/// The Java capture as the capture thread sees it: commands in, records and statuses out,
+/// never a wait (except [`JavaHandle::start_all`], bounded, before the capture is
+/// announced).
+pub struct JavaHandle {
+    cmds: Option<SyncSender<Cmd>>,
+    records: Receiver<Vec<JavaRecord>>,
+    shared: Arc<Shared>,
+    waker: worker::Waker,
+    thread: Option<std::thread::JoinHandle<()>>,
     backlog: Vec<JavaRecord>,
-    me: u32,
+    next_sync: u64,
+    dropped_cmds: u64,
 }
 
-/// True when `pid` runs a HotSpot JVM (maps `libjvm.so`); returns the library's path.
-pub fn libjvm_of(proc_root: &Path, pid: u32) -> Option<String> {
-    let maps = std::fs::read_to_string(proc_root.join(pid.to_string()).join("maps")).ok()?;
+impl JavaHandle {
+    /// Starts the worker thread. `None` (and a log line) when no thread can be started: Java
+    /// capture is then off, everything else works.
+    pub fn start(proc_root: &Path) -> Option<JavaHandle> {
+        let (cmd_tx, cmd_rx) = mpsc::sync_channel(COMMAND_QUEUE);
+        let (rec_tx, rec_rx) = mpsc::sync_channel(RECORD_QUEUE);
+        let shared = Arc::new(Shared::default());
+        let (waker, wake_rx) = match worker::Waker::pair() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "Java capture off: cannot make the worker's wake-up socket");
+                return None;
+            }
+        };
+        let w = worker::Worker::new(proc_root, shared.clone(), waker.clone());
+        let thread = std::thread::Builder::new()
+            .name("qtap-java".into())
+            .spawn(move || worker::run(w, cmd_rx, rec_tx, wake_rx));
+        match thread {
+            Ok(t) => Some(JavaHandle {
+                cmds: Some(cmd_tx),
+                records: rec_rx,
+                shared,
+                waker,
+                thread: Some(t),
+                backlog: Vec::new(),
+                next_sync: 0,
+                dropped_cmds: 0,
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "Java capture off: cannot start its thread");
+                None
+            }
+        }
+    }
+
+    fn send(&mut self, c: Cmd) {
+        let Some(tx) = &self.cmds else { return };
+        match tx.try_send(c) {
+            Ok(()) => self.waker.wake(),
+            Err(TrySendError::Full(_)) => {
+                self.dropped_cmds += 1;
+                if self.dropped_cmds == 1 {
+                    tracing::warn!(
+                        "the Java worker is behind: processes started meanwhile are not looked at for a JVM (further ones are counted)"
+                    );
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => self.cmds = None,
+        }
+    }
+
+    /// Looks at `pid` (on the worker): when it is a JVM not seen before, attaches to it.
+    pub fn consider(&mut self, pid: u32) {
+        self.send(Cmd::Consider(vec![pid]));
+    }
+
+    /// Forgets an exited process.
+    pub fn exited(&mut self, pid: u32) {
+        self.send(Cmd::Exited(pid));
+    }
+
+    /// Records the agents sent since the last call. Never waits.
+    pub fn poll(&mut self, out: &mut Vec<JavaRecord>) {
+        out.append(&mut self.backlog);
+        while let Ok(mut b) = self.records.try_recv() {
+            out.append(&mut b);
+        }
+    }
+
+    /// Attaches to every JVM among `pids` and waits (up to `limit`) until each one's status
+    /// is known; records that arrive meanwhile are kept for the next `poll`.
+    pub fn start_all(&mut self, pids: &[u32], limit: Duration) {
+        let end = Instant::now() + limit;
+        self.next_sync += 1;
+        let n = self.next_sync;
+        let Some(tx) = self.cmds.clone() else { return };
+        // the queue is empty at start: these two fit
+        if tx.try_send(Cmd::Consider(pids.to_vec())).is_err() || tx.try_send(Cmd::Sync(n)).is_err()
+        {
+            return;
+        }
+        self.waker.wake();
+        while Instant::now() < end {
+            if self.shared.synced.load(Ordering::Acquire) >= n
+                && self.shared.unsettled.load(Ordering::Acquire) == 0
+            {
+                break;
+            }
+            // at most a queue's worth kept aside; past that the worker waits for us
+            if self.backlog.len() < 4096
+                && let Ok(mut b) = self.records.try_recv()
+            {
+                self.backlog.append(&mut b);
+                continue;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// New per-JVM statuses since the last call.
+    pub fn take_statuses(&mut self) -> Vec<ProbeStatus> {
+        self.shared
+            .statuses
+            .lock()
+            .map(|mut s| std::mem::take(&mut *s))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for JavaHandle {
+    fn drop(&mut self) {
+        // the worker ends when its command queue closes; its listeners' sockets are removed
+        // and the agents see their connections end and go quiet
+        self.cmds = None;
+        self.waker.wake();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The `libjvm.so` path in a `/proc/PID/maps` text: the process runs a HotSpot JVM.
+pub fn libjvm_in_maps(maps: &str) -> Option<String> {
     maps.lines().find_map(|l| {
         let p = l.splitn(6, ' ').nth(5)?.trim();
         p.ends_with("/libjvm.so").then(|| p.to_string())
     })
 }
 
-/// The `JAVA_VERSION` of the JDK a `libjvm.so` belongs to (its `release` file).
-fn java_version(proc_root: &Path, pid: u32, libjvm: &str) -> Option<String> {
-    let root = proc_root.join(pid.to_string()).join("root");
-    let mut dir = Path::new(libjvm).parent();
-    for _ in 0..4 {
-        let d = dir?;
-        if let Ok(s) = std::fs::read_to_string(root.join(d.strip_prefix("/").ok()?).join("release"))
-        {
-            return s.lines().find_map(|l| {
-                l.strip_prefix("JAVA_VERSION=")
-                    .map(|v| v.trim_matches('"').to_string())
-            });
-        }
-        dir = d.parent();
-    }
-    None
+/// True when `pid` runs a HotSpot JVM (maps `libjvm.so`); returns the library's path.
+pub fn libjvm_of(proc_root: &Path, pid: u32) -> Option<String> {
+    let maps =
+        crate::capture::libs::read_proc(&proc_root.join(pid.to_string()).join("maps"), 32 << 20)?;
+    libjvm_in_maps(&maps)
+}
+
+/// The process's start time (field 22 of `/proc/PID/stat`, clock ticks since boot): with
+/// the pid, it names one process (a pid is reused, the pair is not).
+pub fn start_time(proc_root: &Path, pid: u32) -> Option<u64> {
+    let s = crate::capture::libs::read_proc(&proc_root.join(pid.to_string()).join("stat"), 4096)?;
+    parse_start_time(&s)
+}
+
+fn parse_start_time(stat: &str) -> Option<u64> {
+    // the command name (field 2) may hold spaces and parentheses: fields after the last ')'
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
 }
 
 fn major(version: &str) -> Option<u32> {
@@ -168,433 +287,16 @@ pub fn attach_disabled(cmdline: &[u8], environ: &[u8]) -> bool {
 
 /// The agent jar's name: its content's hash, so a new build never overwrites a jar a JVM
 /// has open.
-fn jar_name() -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in AGENT_JAR {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("qtap-agent-{h:016x}.jar")
-}
-
-/// An agent jar of any qtap build open in the JVM: loaded before.
-fn agent_loaded(proc_root: &Path, pid: u32) -> bool {
-    let Ok(rd) = std::fs::read_dir(proc_root.join(pid.to_string()).join("fd")) else {
-        return false;
-    };
-    rd.flatten().any(|e| {
-        std::fs::read_link(e.path()).is_ok_and(|t| {
-            let t = t.to_string_lossy();
-            t.contains(&format!("/{DIR_NAME}/qtap-agent-")) && t.contains(".jar")
-        })
+fn jar_name() -> &'static str {
+    static NAME: OnceLock<String> = OnceLock::new();
+    NAME.get_or_init(|| {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in AGENT_JAR {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("qtap-agent-{h:016x}.jar")
     })
-}
-
-fn peer_pid(s: &UnixStream) -> Option<u32> {
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: a valid socket fd and a ucred-sized buffer.
-    let rc = unsafe {
-        libc::getsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&raw mut cred).cast(),
-            &mut len,
-        )
-    };
-    (rc == 0 && cred.pid > 0).then_some(cred.pid as u32)
-}
-
-impl JavaCapture {
-    pub fn new(proc_root: &Path) -> Self {
-        JavaCapture {
-            proc_root: proc_root.to_path_buf(),
-            listeners: HashMap::new(),
-            agents: Vec::new(),
-            jvms: HashMap::new(),
-            hello: HashMap::new(),
-            results: mpsc::channel(),
-            statuses: Vec::new(),
-            backlog: Vec::new(),
-            me: std::process::id(),
-        }
-    }
-
-    fn status(&mut self, pid: u32, status: String) {
-        let exe = self
-            .jvms
-            .get(&pid)
-            .map(|j| j.exe.clone())
-            .unwrap_or_default();
-        if status.starts_with("failed") {
-            tracing::info!(pid, %exe, %status, "Java not captured");
-        } else {
-            tracing::info!(pid, %exe, %status, "Java agent");
-        }
-        if let Some(j) = self.jvms.get_mut(&pid) {
-            j.state = JvmState::Done;
-        }
-        self.statuses.push(ProbeStatus {
-            library: "java".into(),
-            path: format!("{exe} (pid {pid})"),
-            status,
-        });
-    }
-
-    /// Looks at `pid` once: when it is a JVM not seen before, starts attaching.
-    pub fn consider(&mut self, pid: u32) {
-        if pid == self.me || self.jvms.contains_key(&pid) {
-            return;
-        }
-        let Some(libjvm) = libjvm_of(&self.proc_root, pid) else {
-            return;
-        };
-        let base = self.proc_root.join(pid.to_string());
-        let exe = std::fs::read_link(base.join("exe"))
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|_| "java".into());
-        self.jvms.insert(
-            pid,
-            Jvm {
-                exe,
-                state: JvmState::Attaching,
-            },
-        );
-        if AGENT_JAR.is_empty() {
-            self.status(
-                pid,
-                "failed: Java capture is unavailable in this build (javac was missing when qtap was built; install a JDK and rebuild)".into(),
-            );
-            return;
-        }
-        let version = java_version(&self.proc_root, pid, &libjvm);
-        if let Some(m) = version.as_deref().and_then(major)
-            && m < 16
-        {
-            self.status(
-                pid,
-                format!(
-                    "failed: JDK {} is too old for the qtap agent (it needs JDK 16 or later)",
-                    version.unwrap_or_default()
-                ),
-            );
-            return;
-        }
-        if let Some(m) = version.as_deref().and_then(major)
-            && m >= FIRST_WITHOUT_ASM
-        {
-            self.status(
-                pid,
-                format!(
-                    "failed: JDK {} no longer carries the internal ASM library the qtap agent rewrites JSSE with (it supports JDK 16 to {})",
-                    version.unwrap_or_default(),
-                    FIRST_WITHOUT_ASM - 1
-                ),
-            );
-            return;
-        }
-        let cmdline = std::fs::read(base.join("cmdline")).unwrap_or_default();
-        let environ = std::fs::read(base.join("environ")).unwrap_or_default();
-        if attach_disabled(&cmdline, &environ) {
-            self.status(
-                pid,
-                "failed: JVM refuses attach (started with -XX:+DisableAttachMechanism)".into(),
-            );
-            return;
-        }
-        let dir = match self.prepare(pid) {
-            Ok(d) => d,
-            Err(e) => {
-                self.status(pid, format!("failed: {e}"));
-                return;
-            }
-        };
-        if agent_loaded(&self.proc_root, pid) {
-            // the agent finds our socket by itself
-            self.jvms.get_mut(&pid).unwrap().state = JvmState::Waiting {
-                since: Instant::now(),
-                earlier: true,
-            };
-            return;
-        }
-        let target = match attach::target(&self.proc_root, pid) {
-            Ok(t) => t,
-            Err(e) => {
-                self.status(pid, format!("failed: {e}"));
-                return;
-            }
-        };
-        let jar = format!("/tmp/{DIR_NAME}/{}", jar_name());
-        let _ = dir;
-        let tx = self.results.0.clone();
-        let proc_root = self.proc_root.clone();
-        let spawned = std::thread::Builder::new()
-            .name("qtap-java-attach".into())
-            .spawn(move || {
-                let r =
-                    attach::load_agent(&proc_root, &target, &jar, &format!("dir=/tmp/{DIR_NAME}"))
-                        .map_err(|e| e.to_string());
-                let _ = tx.send((pid, r));
-            });
-        if let Err(e) = spawned {
-            self.status(pid, format!("failed: cannot start a thread: {e}"));
-        }
-    }
-
-    /// The JVM's `/tmp/.qtap-java`: made (root-owned, 0755) if missing, the agent jar
-    /// written, our socket bound. Returns the directory as we reach it.
-    fn prepare(&mut self, pid: u32) -> Result<PathBuf, String> {
-        let tmp = attach::tmp_of(&self.proc_root, pid);
-        let dir = tmp.join(DIR_NAME);
-        let md = match std::fs::symlink_metadata(&dir) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                match std::fs::create_dir(&dir) {
-                    Ok(()) => {
-                        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
-                            .map_err(|e| format!("cannot chmod {}: {e}", dir.display()))?;
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(format!("cannot create {}: {e}", dir.display())),
-                }
-                std::fs::symlink_metadata(&dir)
-                    .map_err(|e| format!("cannot stat {}: {e}", dir.display()))?
-            }
-            Err(e) => return Err(format!("cannot stat {}: {e}", dir.display())),
-        };
-        if !md.is_dir() || md.uid() != 0 || md.mode() & 0o022 != 0 {
-            return Err(format!(
-                "/tmp/{DIR_NAME} in the JVM's /tmp is not a directory owned by root and writable only by it: refusing to use it (remove it)"
-            ));
-        }
-        let jar = dir.join(jar_name());
-        if !jar.exists() {
-            let part = dir.join(format!(".{}.part", self.me));
-            std::fs::write(&part, AGENT_JAR)
-                .and_then(|()| {
-                    std::fs::set_permissions(&part, std::fs::Permissions::from_mode(0o644))
-                })
-                .and_then(|()| std::fs::rename(&part, &jar))
-                .map_err(|e| format!("cannot write the agent jar into {}: {e}", dir.display()))?;
-        }
-        let key = (md.dev(), md.ino());
-        if !self.listeners.contains_key(&key) {
-            self.remove_stale_sockets(&dir);
-            let path = dir.join(format!("{}.sock", self.me));
-            let _ = std::fs::remove_file(&path);
-            let l = UnixListener::bind(&path)
-                .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))
-                .map_err(|e| format!("cannot chmod {}: {e}", path.display()))?;
-            l.set_nonblocking(true)
-                .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
-            self.listeners.insert(key, Listener { l, path });
-        }
-        Ok(dir)
-    }
-
-    /// Sockets of daemons that are gone.
-    fn remove_stale_sockets(&self, dir: &Path) {
-        let Ok(rd) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in rd.flatten() {
-            let name = e.file_name();
-            let Some(pid) = name
-                .to_str()
-                .and_then(|n| n.strip_suffix(".sock"))
-                .and_then(|n| n.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            if pid != self.me && !self.proc_root.join(pid.to_string()).exists() {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
-    }
-
-    /// Accepts agents, reads what they sent, settles attach results. Never blocks.
-    pub fn poll(&mut self, out: &mut Vec<JavaRecord>) {
-        out.append(&mut self.backlog);
-        while let Ok((pid, r)) = self.results.1.try_recv() {
-            match r {
-                Ok(()) => {
-                    if let Some(j) = self.jvms.get_mut(&pid) {
-                        j.state = JvmState::Waiting {
-                            since: Instant::now(),
-                            earlier: false,
-                        };
-                    }
-                }
-                Err(e) => self.status(pid, format!("failed: {e}")),
-            }
-        }
-        for l in self.listeners.values() {
-            while let Ok((s, _)) = l.l.accept() {
-                let Some(pid) = peer_pid(&s) else { continue };
-                if libjvm_of(&self.proc_root, pid).is_none() || s.set_nonblocking(true).is_err() {
-                    tracing::debug!(pid, "refused a connection to the Java socket: not a JVM");
-                    continue;
-                }
-                self.agents.push(AgentConn {
-                    s,
-                    pid,
-                    buf: Vec::new(),
-                });
-            }
-        }
-        let mut msgs = Vec::new();
-        let mut hellos = Vec::new();
-        self.agents.retain_mut(|a| {
-            let mut chunk = [0u8; 64 * 1024];
-            let alive = loop {
-                match a.s.read(&mut chunk) {
-                    Ok(0) => break false,
-                    Ok(n) => {
-                        a.buf.extend_from_slice(&chunk[..n]);
-                        if a.buf.len() > 4 << 20 {
-                            break true;
-                        }
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break true,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(_) => break false,
-                }
-            };
-            msgs.clear();
-            let parsed = proto::parse(&mut a.buf, &mut msgs);
-            for m in msgs.drain(..) {
-                match m {
-                    proto::Message::Hello { version, .. } => hellos.push((a.pid, version)),
-                    proto::Message::Open(open) => out.push(JavaRecord::Open { pid: a.pid, open }),
-                    proto::Message::Data {
-                        id,
-                        dir,
-                        pos,
-                        bytes,
-                    } => out.push(JavaRecord::Data {
-                        pid: a.pid,
-                        id,
-                        dir,
-                        pos,
-                        bytes,
-                    }),
-                    proto::Message::Drops { messages, bytes } => out.push(JavaRecord::Drops {
-                        pid: a.pid,
-                        messages,
-                        bytes,
-                    }),
-                    proto::Message::Heartbeat => {}
-                }
-            }
-            if let Err(e) = parsed {
-                tracing::warn!(pid = a.pid, error = %e, "broken stream from a Java agent: closed");
-                return false;
-            }
-            alive
-        });
-        for (pid, version) in hellos {
-            self.hello.insert(pid, version.clone());
-            let known = self
-                .jvms
-                .get(&pid)
-                .map(|j| (j.exe.is_empty(), matches!(j.state, JvmState::Done)));
-            if known.is_none() {
-                // an agent loaded by an earlier run, in a JVM not looked at yet
-                let exe = std::fs::read_link(self.proc_root.join(pid.to_string()).join("exe"))
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_else(|_| "java".into());
-                self.jvms.insert(
-                    pid,
-                    Jvm {
-                        exe,
-                        state: JvmState::Waiting {
-                            since: Instant::now(),
-                            earlier: true,
-                        },
-                    },
-                );
-            }
-            if let Some(j) = self.jvms.get(&pid)
-                && let JvmState::Waiting { earlier, .. } = j.state
-            {
-                let how = if earlier {
-                    "java agent, loaded earlier"
-                } else {
-                    "java agent"
-                };
-                self.status(pid, format!("attached ({how}; JDK {version})"));
-            }
-        }
-        let now = Instant::now();
-        let late: Vec<u32> = self
-            .jvms
-            .iter()
-            .filter(|(_, j)| matches!(j.state, JvmState::Waiting { since, .. } if now.duration_since(since) > HELLO_WAIT))
-            .map(|(p, _)| *p)
-            .collect();
-        for pid in late {
-            self.status(
-                pid,
-                format!(
-                    "failed: the agent is loaded but did not connect back within {} s",
-                    HELLO_WAIT.as_secs()
-                ),
-            );
-        }
-    }
-
-    /// True while some JVM's attach is still in progress.
-    pub fn settling(&self) -> bool {
-        self.jvms
-            .values()
-            .any(|j| !matches!(j.state, JvmState::Done))
-    }
-
-    /// Attaches to every JVM running now and waits (up to `limit`) until each one's
-    /// status is known; records that arrive meanwhile are kept for the next `poll`.
-    pub fn start_all(&mut self, pids: &[u32], limit: Duration) {
-        for &pid in pids {
-            self.consider(pid);
-        }
-        let end = Instant::now() + limit;
-        let mut recs = Vec::new();
-        while self.settling() && Instant::now() < end {
-            self.poll(&mut recs);
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        self.backlog = recs;
-    }
-
-    /// New per-JVM statuses since the last call.
-    pub fn take_statuses(&mut self) -> Vec<ProbeStatus> {
-        std::mem::take(&mut self.statuses)
-    }
-
-    /// Pids with a connected agent.
-    pub fn connected(&self) -> HashSet<u32> {
-        self.agents.iter().map(|a| a.pid).collect()
-    }
-
-    /// Forgets an exited process.
-    pub fn exited(&mut self, pid: u32) {
-        self.jvms.remove(&pid);
-        self.hello.remove(&pid);
-    }
-}
-
-impl Drop for JavaCapture {
-    fn drop(&mut self) {
-        // the agents see the connection end and go quiet
-        for l in self.listeners.values() {
-            let _ = std::fs::remove_file(&l.path);
-        }
-    }
 }
 
 #[cfg(test)]
@@ -624,5 +326,14 @@ mod tests {
         assert_eq!(major("1.8.0_392"), Some(8));
         assert_eq!(major("21"), Some(21));
         assert!(jar_name().starts_with("qtap-agent-") && jar_name().ends_with(".jar"));
+    }
+
+    #[test]
+    fn start_time_after_a_hostile_command_name() {
+        let stat = "4242 (a) b) 1 2 3) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 12345 67";
+        assert_eq!(parse_start_time(stat), Some(987654));
+        assert_eq!(parse_start_time("garbage"), None);
+        let me = start_time(Path::new("/proc"), std::process::id()).unwrap();
+        assert_eq!(start_time(Path::new("/proc"), std::process::id()), Some(me));
     }
 }
