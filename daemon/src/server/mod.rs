@@ -11,6 +11,7 @@ pub mod guard;
 pub mod listen;
 mod listen_unix;
 pub mod peer;
+mod refusals;
 mod routes;
 pub mod systemd;
 
@@ -249,15 +250,26 @@ async fn handle_conn(
 }
 
 /// The decision for one connection, logged (a refusal at info: it names a uid, never
-/// anything of the traffic).
+/// anything of the traffic; per uid at most a line a minute, see `refusals`).
 fn decide(access: &AccessPolicy, who: Peer, via: &str) -> Decision {
+    static REFUSALS: std::sync::LazyLock<refusals::Refusals> =
+        std::sync::LazyLock::new(refusals::Refusals::default);
     let d = access.decide(&who);
     match (&d, &who) {
         (Decision::Allow(why), _) => tracing::debug!("connection from {via} allowed: {why}"),
-        (Decision::Refuse(_), Peer::Local { uid, pid }) => tracing::info!(
-            "refused a connection from {via}: uid {uid}{} is not allowed (see --allow-user, --allow-group)",
-            pid.map(|p| format!(", pid {p}")).unwrap_or_default()
-        ),
+        (Decision::Refuse(_), Peer::Local { uid, pid }) => {
+            if let refusals::Say::Log(quiet) = REFUSALS.refused(*uid, Instant::now()) {
+                tracing::info!(
+                    "refused a connection from {via}: uid {uid}{} is not allowed (see --allow-user, --allow-group){}",
+                    pid.map(|p| format!(", pid {p}")).unwrap_or_default(),
+                    if quiet > 0 {
+                        format!("; {quiet} more refusals of this uid since the last line")
+                    } else {
+                        String::new()
+                    }
+                )
+            }
+        }
         (Decision::Refuse(_), other) => {
             tracing::info!("refused a connection from {via}: {other:?}")
         }
