@@ -289,7 +289,7 @@ fn stalled_clients_and_unfinished_messages_stay_within_the_budget() {
     drop(held);
 }
 
-/// A socket table of 1,024 entries filled by connections held open, then 20,000 short
+/// A socket table of 1,024 entries filled by connections held open, then 100,000 short
 /// connections: none of the held connections is pushed out (a request on one is still
 /// captured), every connection that did not fit is reported as `socket-table-full`, and
 /// once everything is closed the daemon follows no more connections than before.
@@ -297,7 +297,7 @@ fn stalled_clients_and_unfinished_messages_stay_within_the_budget() {
 fn a_full_socket_table_counts_what_it_misses_and_leaks_nothing() {
     const TABLE: &str = "1024";
     const HELD: usize = 700;
-    const SHORT: usize = 20_000;
+    const SHORT: usize = 100_000;
     raise_nofile(8192);
     let d = Daemon::start(&["--socket-table-entries", TABLE]);
     let seen = d.reader(

@@ -119,6 +119,10 @@ fn two_containers_each_attributed_and_their_libssl_listed() {
     let (_srv, port, _d) = python_server(true);
     let dir = TempDir::new("two-ctrs");
     let mut ctrs = Vec::new();
+    // identities of the probed files, read while the process the probe names is alive:
+    // the list keeps naming the first one seen, which may have exited since (the first
+    // container's curl, when the second container maps the same layer's libssl)
+    let probed_ids = std::cell::RefCell::new(std::collections::HashMap::new());
     for (name, img) in [
         ("qtap-e2e-orders", orders_img),
         ("qtap-e2e-billing", billing_img),
@@ -158,8 +162,13 @@ fn two_containers_each_attributed_and_their_libssl_listed() {
             let Some(via) = via.filter(|v| attached && v.contains("libssl")) else {
                 return false;
             };
-            let probed = file_id(via);
-            probed.is_some() && container_libssl(&name).contains(&probed)
+            let mut ids = probed_ids.borrow_mut();
+            if !ids.contains_key(via) {
+                let Some(id) = file_id(via) else { return false };
+                ids.insert(via.to_string(), id);
+            }
+            let probed = Some(ids[via]);
+            container_libssl(&name).contains(&probed)
         });
         assert_eq!(probe["library"], "openssl", "{probe:#}");
         std::fs::write(
