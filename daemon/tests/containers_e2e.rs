@@ -112,16 +112,19 @@ fn container_libssl(name: &str) -> Vec<Option<(u64, u64, i64, i64)>> {
 #[test]
 fn two_containers_each_attributed_and_their_libssl_listed() {
     require_docker(HOST_SOCKET);
-    let (orders_img, billing_img) = ("qtap-e2e/orders:1", "qtap-e2e/billing:1");
-    image(HOST_SOCKET, &[orders_img, billing_img]);
+    // each image with a layer of its own: each container maps its own libssl file, which
+    // the daemon must find and probe (with a shared layer the probe list would name
+    // whichever process of any test's container it saw that file in first)
+    let (orders_img, billing_img) = ("qtap-e2e/orders:2", "qtap-e2e/billing:2");
+    image_own_layer(HOST_SOCKET, orders_img);
+    image_own_layer(HOST_SOCKET, billing_img);
     // the serving daemon: its health lists each probe as it is attached
     let devtools = Devtools::start();
     let (_srv, port, _d) = python_server(true);
     let dir = TempDir::new("two-ctrs");
     let mut ctrs = Vec::new();
-    // identities of the probed files, read while the process the probe names is alive:
-    // the list keeps naming the first one seen, which may have exited since (the first
-    // container's curl, when the second container maps the same layer's libssl)
+    // identities of the probed files, read while the process the probe names is alive
+    // (the list keeps naming the first process a file was seen in, which may exit)
     let probed_ids = std::cell::RefCell::new(std::collections::HashMap::new());
     for (name, img) in [
         ("qtap-e2e-orders", orders_img),

@@ -68,6 +68,13 @@ pub fn require_docker(socket: &str) {
 /// A tar of this host's curl, dash, sleep and cat with every library they load, the
 /// dynamic loader and the CA bundle: a root filesystem of its own for `docker import`.
 fn rootfs_tar() -> PathBuf {
+    rootfs_tar_marked(None)
+}
+
+/// The rootfs tarball; with a `marker`, one more file holding it, so that the image
+/// imported from it has a layer of its own (the same tarball imported twice is one layer
+/// on disk, whose files — libssl among them — every container of those images shares).
+fn rootfs_tar_marked(marker: Option<&str>) -> PathBuf {
     let bins = [
         "/usr/bin/curl",
         "/usr/bin/dash",
@@ -98,8 +105,21 @@ fn rootfs_tar() -> PathBuf {
         files.iter().any(|f| f.contains("libssl")),
         "curl here does not load libssl: {files:?}"
     );
+    let name = match marker {
+        Some(m) => {
+            let safe: String = m
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                .collect();
+            let file = std::env::temp_dir().join(format!("qtap-e2e-marker-{safe}"));
+            std::fs::write(&file, m).unwrap();
+            files.push(file.display().to_string());
+            format!("qtap-e2e-rootfs-{safe}.tar")
+        }
+        None => "qtap-e2e-rootfs.tar".to_string(),
+    };
     // one fixed path, rewritten by each run that needs it
-    let tar = std::env::temp_dir().join("qtap-e2e-rootfs.tar");
+    let tar = std::env::temp_dir().join(name);
     // -h: copies of the files, not the host's symlinks
     sh(Command::new("tar")
         .args(["-chf"])
@@ -131,6 +151,22 @@ pub fn image(socket: &str, tags: &[&str]) {
             sh(docker(socket).arg("import").arg(tar).arg(tag));
         }
         done.push(key);
+    }
+}
+
+/// Imports `tag` with a layer of its own (see `rootfs_tar_marked`) unless it exists: its
+/// containers' files are theirs alone, not shared with other tests' containers.
+pub fn image_own_layer(socket: &str, tag: &str) {
+    let present = docker(socket)
+        .args(["image", "inspect", tag])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !present {
+        let tar = rootfs_tar_marked(Some(tag));
+        sh(docker(socket).arg("import").arg(&tar).arg(tag));
+        let _ = std::fs::remove_file(tar);
     }
 }
 
