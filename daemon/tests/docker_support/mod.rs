@@ -140,13 +140,7 @@ pub fn image(socket: &str, tags: &[&str]) {
         if done.contains(&key) {
             continue;
         }
-        let present = docker(socket)
-            .args(["image", "inspect", tag])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !present {
+        if !image_present(socket, tag) {
             let tar = TAR.get_or_init(rootfs_tar);
             sh(docker(socket).arg("import").arg(tar).arg(tag));
         }
@@ -157,17 +151,20 @@ pub fn image(socket: &str, tags: &[&str]) {
 /// Imports `tag` with a layer of its own (see `rootfs_tar_marked`) unless it exists: its
 /// containers' files are theirs alone, not shared with other tests' containers.
 pub fn image_own_layer(socket: &str, tag: &str) {
-    let present = docker(socket)
-        .args(["image", "inspect", tag])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !present {
+    if !image_present(socket, tag) {
         let tar = rootfs_tar_marked(Some(tag));
         sh(docker(socket).arg("import").arg(&tar).arg(tag));
         let _ = std::fs::remove_file(tar);
     }
+}
+
+fn image_present(socket: &str, tag: &str) -> bool {
+    docker(socket)
+        .args(["image", "inspect", tag])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// A container removed (forcibly) when dropped.
