@@ -297,7 +297,8 @@ export function connected() {
       { library: 'syscalls', path: '', status: 'attached' },
       { library: 'openssl', path: '/usr/lib/x86_64-linux-gnu/libssl.so.3', status: 'attached' },
     ],
-    limits: { max_body_bytes: 1048576, chunk_bytes: 16384, max_bytes_per_call: 262144, client_queue: 4096 },
+    limits: { max_body_bytes: 1048576, chunk_bytes: 16384, max_bytes_per_call: 262144, client_queue: 4096,
+      client_queue_bytes: 67108864, max_buffer_bytes: 268435456, max_header_bytes: 262144 },
   };
 }
 
