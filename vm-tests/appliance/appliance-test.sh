@@ -132,6 +132,9 @@ fi
 # --- 5. the client leaves: probes detached after the grace period
 kill "$sse"
 if wait_for 30 sh -c "curl -s -H '$H' $URL/health | grep -q '\"attached\":false'"; then
+  # the links are dropped after health flips (a detach takes RCU grace periods, slow under
+  # TCG on 5.10): give the kernel a bounded while to release them
+  for _ in $(seq 60); do [ "$(progs)" -le "$base" ] && break; sleep 0.5; done
   after=$(progs)
   if [ "$after" -le "$base" ]; then
     check probes-detached ok "bpf programs ${base} -> ${during} -> ${after}"
